@@ -1,0 +1,1 @@
+"""Transports behind one async Connector interface (see base.py)."""

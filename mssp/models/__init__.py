@@ -1,0 +1,6 @@
+"""Tortoise models: persistence only. Split by noun; every module is listed in MODEL_MODULES."""
+
+MODEL_MODULES = [
+    "mssp.models.inventory",
+    "mssp.models.runs",
+]
