@@ -137,6 +137,23 @@ def _clear_query_cache() -> None:
 
 
 @contextlib.asynccontextmanager
+async def write_transaction() -> AsyncIterator[Any]:
+    """A transaction that holds the database's write lock from its first statement.
+
+    SQLite's default deferred BEGIN lets two processes both read, then fail to upgrade to a write
+    ("database is locked", whatever the busy timeout). A no-op write as the first statement takes
+    the write lock at once (as BEGIN IMMEDIATE would), so the busy timeout applies and
+    read-then-write transactions across processes serialise. On PostgreSQL a plain transaction.
+    """
+    from tortoise.transactions import in_transaction
+
+    async with in_transaction() as conn:
+        if conn.capabilities.dialect == "sqlite":
+            await conn.execute_query('DELETE FROM "host_lock" WHERE 0')
+        yield conn
+
+
+@contextlib.asynccontextmanager
 async def database(settings: Settings, *, run_migrations: bool = True) -> AsyncIterator[None]:
     """``async with database(settings):`` opens, migrates, and closes the database."""
     await init(settings, run_migrations=run_migrations)

@@ -58,3 +58,39 @@ def test_concurrent_startups_migrate_once(settings: Settings) -> None:
             return await Client.all().count()
 
     assert asyncio.run(count()) == 0
+
+
+_WRITER = """
+import asyncio, sys
+from mssp.config import load_settings
+from mssp import db
+from mssp.models.inventory import Client
+
+async def main():
+    async with db.database(load_settings({'MSSP_HOME': sys.argv[1]}), run_migrations=False):
+        for _ in range(15):
+            async with db.write_transaction():
+                n = await Client.all().count()
+                await Client.create(slug=f"c{n}", name=str(n))
+
+asyncio.run(main())
+"""
+
+
+def test_write_transactions_serialise_across_processes(settings: Settings) -> None:
+    """Read-then-write from several processes on one SQLite file: no lost update, no failure."""
+
+    async def prepare() -> None:
+        await mssp_db.migrate(settings)
+
+    asyncio.run(prepare())
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _WRITER, str(settings.data_dir)]) for _ in range(4)
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0] * 4
+
+    async def count() -> int:
+        async with mssp_db.database(settings):
+            return await Client.all().count()
+
+    assert asyncio.run(count()) == 60
