@@ -3,4 +3,5 @@
 MODEL_MODULES = [
     "mssp.models.inventory",
     "mssp.models.runs",
+    "mssp.models.audit",
 ]
