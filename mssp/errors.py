@@ -179,3 +179,19 @@ class RelayProtocolError(MsspError):
     """A relay message, join token or enrolment step is malformed or refused."""
 
     title = "Relay protocol error"
+
+
+class InsecureTransportError(ConnectError):
+    """The connection settings would expose credentials or data (Basic or plaintext over HTTP).
+
+    Raised before any traffic is sent. Never retried: the settings must change.
+    """
+
+    title = "Insecure transport refused"
+    retryable = False
+
+
+class RecordingError(MsspError):
+    """A session recording cannot be written, or a file is not a valid asciicast v2 recording."""
+
+    title = "Recording error"
