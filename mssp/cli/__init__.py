@@ -35,13 +35,14 @@ Exit codes:
     epilog=EXIT_CODES_HELP,
 )
 @click.version_option(__version__, prog_name="mssp")
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-v info, -vv debug).")
 @click.pass_context
-def cli(ctx: click.Context) -> None:
+def cli(ctx: click.Context, verbose: int) -> None:
     """mssp: every client, site and host from one terminal.
 
     Without a command, opens the dashboard.
     """
-    ctx.obj = CliContext()
+    ctx.obj = CliContext(verbosity=verbose)
     if ctx.invoked_subcommand is None:
         tui_cmd = cli.get_command(ctx, "tui")
         if tui_cmd is None:

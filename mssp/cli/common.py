@@ -14,6 +14,7 @@ import click
 
 from mssp.config import Settings, load_settings
 from mssp.errors import MsspError
+from mssp.log import setup_logging
 
 T = TypeVar("T")
 
@@ -22,12 +23,14 @@ T = TypeVar("T")
 class CliContext:
     """Per-invocation state: settings are loaded on first use, once."""
 
+    verbosity: int = 0
     _settings: Settings | None = field(default=None)
 
     @property
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings = load_settings()
+            setup_logging(self._settings, self.verbosity)
         return self._settings
 
 
