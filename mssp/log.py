@@ -43,4 +43,6 @@ def setup_logging(settings: Settings, verbosity: int = 0) -> None:
     logging.getLogger("asyncssh").setLevel(logging.DEBUG if verbosity >= 3 else logging.WARNING)
     logging.getLogger("tortoise").setLevel(logging.WARNING)
     logging.getLogger("aiosqlite").setLevel(logging.WARNING)
+    # urllib3 (under requests: pywinrm, Apprise) logs request paths, which can hold tokens.
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
     root._mssp_configured = True  # type: ignore[attr-defined]

@@ -4,4 +4,5 @@ MODEL_MODULES = [
     "mssp.models.inventory",
     "mssp.models.runs",
     "mssp.models.audit",
+    "mssp.models.notify",
 ]
