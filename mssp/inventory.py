@@ -41,3 +41,11 @@ class HostRecord:
     @property
     def full_name(self) -> str:
         return f"{self.client}/{self.site}/{self.name}"
+
+
+# The selection parser lives in its own module (one noun each); imported here so callers use
+# ``from mssp.inventory import select`` as CONTRACTS.md promises. Placed last: selection.py
+# refers to HostRecord only for typing.
+from mssp.selection import matcher, parse, select  # noqa: E402
+
+__all__ = ["TRANSPORTS", "VIA", "HostRecord", "matcher", "parse", "select"]
