@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 want_pg="${1:-}"
 
-DEB_PACKAGES=(openssh-server openssh-client restic iproute2 util-linux tmux dpkg-dev)
+DEB_PACKAGES=(openssh-server openssh-client restic iproute2 util-linux tmux dpkg-dev sudo)
 if [ "$want_pg" = "--with-postgres" ]; then
   DEB_PACKAGES+=(postgresql)
 fi
