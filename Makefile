@@ -4,7 +4,7 @@
 
 demo:
 	@bash scripts/bootstrap.sh
-	.venv/bin/mssp demo
+	MSSP_HOME=$${MSSP_HOME:-$(CURDIR)/.demo} .venv/bin/mssp demo
 
 test:
 	@bash scripts/bootstrap.sh --with-postgres
