@@ -90,6 +90,42 @@ class AgentPresenceChanged(Event):
     rtt_ms: float | None = None
 
 
+@dataclass(frozen=True)
+class WaveStarted(Event):
+    run_id: int
+    wave: int
+    """0-based; with --canary wave 0 is the canary."""
+    host_count: int
+
+
+@dataclass(frozen=True)
+class RunHalted(Event):
+    """--max-fail stopped a run: the remaining waves are skipped."""
+
+    run_id: int
+    reason: str
+    skipped: int
+
+
+@dataclass(frozen=True)
+class HostQueuedOffline(Event):
+    """An unreachable host waits in the offline queue until it returns or ``until`` passes."""
+
+    run_id: int
+    host: str
+    until: float
+    """Unix time the host expires."""
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class HostExpired(Event):
+    """A host waited in the offline queue for its whole time-to-live and was not run."""
+
+    run_id: int
+    host: str
+
+
 class _Subscription:
     def __init__(self, maxsize: int, lossless: bool) -> None:
         self.queue: asyncio.Queue[Event] = asyncio.Queue(0 if lossless else maxsize)

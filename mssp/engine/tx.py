@@ -1,0 +1,92 @@
+"""Short write transactions in raw SQL: BEGIN IMMEDIATE on SQLite, a transaction on PostgreSQL.
+
+The engine's hot path (marking hosts running, recording results, taking and releasing host
+locks) goes through here so that many rows share one transaction. On SQLite a transaction that
+reads before it writes can fail at once with "database is locked" when another process writes
+(FIELD-NOTES §6); BEGIN IMMEDIATE takes the write lock up front and lets the busy timeout work.
+SQL is written with ``?`` placeholders and rewritten to ``$n`` for PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from tortoise import connections
+from tortoise.transactions import in_transaction
+
+_PLACEHOLDER = re.compile(r"\?")
+
+
+def is_sqlite() -> bool:
+    return connections.get("default").capabilities.dialect == "sqlite"
+
+
+def placeholders(count: int) -> str:
+    """ "?, ?, ?" for an IN list of ``count`` values."""
+    return ", ".join("?" * count)
+
+
+def _to_pg(sql: str) -> str:
+    counter = iter(range(1, 1_000_000))
+    return _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
+
+
+class Tx:
+    """One open write transaction."""
+
+    def __init__(self, raw: Any, sqlite: bool) -> None:
+        self._raw = raw
+        self._sqlite = sqlite
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement; return the number of rows it changed."""
+        if self._sqlite:
+            cursor = await self._raw.execute(sql, list(params))
+            count = cursor.rowcount
+            await cursor.close()
+            return count
+        count, _ = await self._raw.execute_query(_to_pg(sql), list(params))
+        return count
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if not rows:
+            return
+        if self._sqlite:
+            await self._raw.executemany(sql, [list(r) for r in rows])
+        else:
+            await self._raw.execute_many(_to_pg(sql), [list(r) for r in rows])
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        if self._sqlite:
+            cursor = await self._raw.execute(sql, list(params))
+            rows = await cursor.fetchall()
+            names = [d[0] for d in cursor.description or ()]
+            await cursor.close()
+            return [dict(zip(names, row, strict=True)) for row in rows]
+        return list(await self._raw.execute_query_dict(_to_pg(sql), list(params)))
+
+
+@contextlib.asynccontextmanager
+async def write_transaction() -> AsyncIterator[Tx]:
+    """``async with write_transaction() as tx:`` commits on success, rolls back on error."""
+    client = connections.get("default")
+    if client.capabilities.dialect != "sqlite":
+        async with in_transaction() as conn:
+            yield Tx(conn, sqlite=False)
+        return
+    # tortoise sends every SQLite query of this process through one aiosqlite connection guarded
+    # by its lock; holding that lock keeps ORM queries out of our transaction.
+    async with client._lock:  # type: ignore[attr-defined]
+        if client._connection is None:  # type: ignore[attr-defined]
+            await client.create_connection(with_db=True)
+        raw = client._connection  # type: ignore[attr-defined]
+        await raw.execute("BEGIN IMMEDIATE")
+        try:
+            yield Tx(raw, sqlite=True)
+        except BaseException:
+            await raw.execute("ROLLBACK")
+            raise
+        await raw.execute("COMMIT")

@@ -1,0 +1,103 @@
+"""Group commit: every engine write joins the next transaction, so a burst of host results costs
+one commit instead of one each, while each caller still learns when its write is durable."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from mssp.engine.tx import Tx, write_transaction
+from mssp.errors import DatabaseError
+
+log = logging.getLogger(__name__)
+
+Op = Callable[[Tx], Awaitable[Any]]
+
+_ATTEMPTS = 4
+
+
+class StateWriter:
+    """Serialises the engine's writes; batches whatever is pending into one transaction."""
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[Op, asyncio.Future[Any]]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._flushed = asyncio.Event()
+        self._flushed.set()
+        self.transactions = 0
+        """Transactions committed (for the overhead figures)."""
+        self.ops = 0
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="mssp-engine-writer")
+
+    async def close(self) -> None:
+        """Finish what is pending, then stop."""
+        if self._task is None:
+            return
+        await self.flush()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def write(self, op: Op) -> Any:
+        """Run ``op`` inside the next transaction; return its result once committed.
+
+        The write is durable even if the caller is cancelled while waiting.
+        """
+        self.start()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((op, future))
+        self._flushed.clear()
+        self._wake.set()
+        return await asyncio.shield(future)
+
+    @property
+    def busy(self) -> bool:
+        return not self._flushed.is_set()
+
+    async def flush(self) -> None:
+        """Return once every write submitted so far is committed (or failed)."""
+        await self._flushed.wait()
+
+    async def _loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._pending = self._pending, []
+            if batch:
+                await self._commit(batch)
+            if not self._pending:
+                self._flushed.set()
+
+    async def _commit(self, batch: list[tuple[Op, asyncio.Future[Any]]]) -> None:
+        error: BaseException | None = None
+        for attempt in range(_ATTEMPTS):
+            try:
+                results = []
+                async with write_transaction() as tx:
+                    for op, _ in batch:
+                        results.append(await op(tx))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # driver errors: locked database, lost connection
+                error = exc
+                log.warning("engine write failed (attempt %d): %s", attempt + 1, exc)
+                await asyncio.sleep(0.05 * 2**attempt)
+                continue
+            self.transactions += 1
+            self.ops += len(batch)
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+            return
+        failure = DatabaseError(f"cannot record run state: {type(error).__name__}: {error}")
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(failure)

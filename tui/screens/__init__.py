@@ -1,0 +1,1 @@
+"""Screens: orchestrate widgets, run workers, talk to the engine and the store."""

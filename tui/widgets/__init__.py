@@ -1,0 +1,1 @@
+"""Widgets: display only. Attributes come down from screens; messages go up."""
