@@ -5,4 +5,5 @@ MODEL_MODULES = [
     "mssp.models.runs",
     "mssp.models.audit",
     "mssp.models.notify",
+    "mssp.models.sessions",
 ]

@@ -1,0 +1,1 @@
+"""Remote sessions: interactive shells and PowerShell, file transfer, port forwards, recordings."""
