@@ -65,6 +65,7 @@ async def with_engine(
     from mssp.connections import ConnectionManager
     from mssp.store.credentials import VaultCredentialResolver
     from mssp.store.hostkeys import DbHostKeyStore
+    from mssp.store.secrets import VaultSecretSource
 
     vault = None
     if needs_vault:
@@ -82,7 +83,13 @@ async def with_engine(
             host_keys=DbHostKeyStore(),
             max_open=max(1024, limits.forks * 4),
         )
-        engine = Engine(settings, connections=manager, bus=EventBus(), adopt=False)
+        engine = Engine(
+            settings,
+            connections=manager,
+            bus=EventBus(),
+            adopt=False,
+            secrets=VaultSecretSource(vault) if vault else None,
+        )
         try:
             return await work(engine)
         finally:

@@ -53,12 +53,15 @@ async def _run(settings, vault) -> None:
         from mssp.engine import Engine
         from mssp.store.credentials import VaultCredentialResolver
         from mssp.store.hostkeys import DbHostKeyStore
+        from mssp.store.secrets import VaultSecretSource
 
         manager = ConnectionManager(
             settings, credentials=VaultCredentialResolver(vault), host_keys=DbHostKeyStore()
         )
         try:
-            async with Engine(settings, connections=manager, bus=bus) as engine:
+            async with Engine(
+                settings, connections=manager, bus=bus, secrets=VaultSecretSource(vault)
+            ) as engine:
                 await MsspApp(Services(StoreSource(), bus, settings, engine)).run_async()
         finally:
             await manager.aclose()

@@ -5,6 +5,7 @@ queue phase. The Engine owns one RunDriver per active run."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter
 from dataclasses import replace
@@ -19,12 +20,15 @@ from mssp.engine.runner import HostOutcome, HostWork, run_host
 from mssp.engine.state import FAILURE_STATES, FINAL_HOST_STATES, HostState, RunState
 from mssp.engine.store import HostRow
 from mssp.engine.waves import max_fail_exceeded
+from mssp.errors import MsspError
 from mssp.inventory import HostRecord
 from mssp.output import neutralise, safe_output
 from mssp.tasks.base import Task
 
 if TYPE_CHECKING:
     from mssp.engine.core import Engine
+
+log = logging.getLogger(__name__)
 
 #: seconds between attempts to take a host another run holds
 LOCK_RETRY = 0.5
@@ -305,6 +309,21 @@ class RunDriver:
             self._running.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
             self._done.put_nowait(row)
 
+    async def _save_facts(self, host_name: str, outcome: HostOutcome) -> None:
+        """A task that gathered facts (``data["facts"]``) has them kept as the host's latest."""
+        facts = outcome.data.get("facts")
+        host = self.hosts.get(host_name)
+        if not facts or host is None or host.id is None:
+            return
+        if outcome.state not in (HostState.OK, HostState.CHANGED) or self.options.check:
+            return
+        from mssp.store.facts import save_facts
+
+        try:
+            await save_facts(host.id, facts)
+        except MsspError as exc:  # the run's result stands; the facts are a by-product
+            log.warning("facts of %s not saved: %s", host_name, exc.message)
+
     async def _record(self, row: HostRow, outcome: HostOutcome) -> None:
         self.engine.hook("before-final-commit")
         if outcome.offline and self.options.queue_offline and not self.cancel_mode:
@@ -342,6 +361,7 @@ class RunDriver:
         )
         await self.write(lambda tx: store.finish(tx, [final]))
         self.engine.hook("after-final-commit")
+        await self._save_facts(row.host_name, outcome)
         self.parked.pop(row.id, None)
         self.counts[outcome.state.value] += 1
         if outcome.state == HostState.EXPIRED:

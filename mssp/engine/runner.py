@@ -190,7 +190,9 @@ async def _run_task(
                 else:
                     result = TaskResult.ok("nothing to change")
             elif not plan.needed:
-                result = TaskResult.ok("nothing to change")
+                # The plan may say why nothing is needed ("not present", "up to date").
+                message = str(plan.data.get("message") or "nothing to change")
+                result = TaskResult.ok(message)
             else:
                 result = await work.task.apply(ctx, plan)
                 result = await work.task.verify(ctx, plan, result)
