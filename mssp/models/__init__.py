@@ -5,5 +5,6 @@ MODEL_MODULES = [
     "mssp.models.runs",
     "mssp.models.audit",
     "mssp.models.notify",
+    "mssp.models.backups",
     "mssp.models.sessions",
 ]

@@ -25,7 +25,7 @@ ADDRESS_RE = re.compile(
 )
 USER_RE = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.@\\$-]{0,127}$")
 REACHES = ("direct", "relay")
-CREDENTIAL_KINDS = ("ssh-key", "password", "token")
+CREDENTIAL_KINDS = ("ssh-key", "password", "token", "notify-url")
 
 
 def slugify(text: str) -> str:
