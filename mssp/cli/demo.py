@@ -30,10 +30,14 @@ def _remember_vault_key_file(settings: Settings) -> Settings:
 
 
 def _lab_running(settings: Settings) -> bool:
-    from mssp.lab.state import alive, load
+    from mssp.lab.host import power_state
+    from mssp.lab.state import lab_dir, load
 
     state = load(settings)
-    return state is not None and any(alive(h.init) for h in state.hosts)
+    if state is None:
+        return False
+    hosts_dir = lab_dir(settings) / "hosts"
+    return any(power_state(h, hosts_dir / h.key) == "up" for h in state.hosts)
 
 
 @click.command("demo")

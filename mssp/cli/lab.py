@@ -19,8 +19,9 @@ def _say(message: str) -> None:
     click.echo(f"lab: {message}", err=True)
 
 
-def _host_row(state: LabState, h: HostState) -> dict[str, Any]:
-    from mssp.lab.state import alive
+def _host_row(settings: Settings, state: LabState, h: HostState) -> dict[str, Any]:
+    from mssp.lab.host import power_state
+    from mssp.lab.state import lab_dir
 
     reach = {(s.client, s.slug): s.reach for s in state.sites}
     return {
@@ -30,7 +31,7 @@ def _host_row(state: LabState, h: HostState) -> dict[str, Any]:
         "port": h.port,
         "via": reach.get((h.client, h.site), "direct"),
         "tags": ",".join(h.tags),
-        "state": "up" if alive(h.init) else "down",
+        "state": power_state(h, lab_dir(settings) / "hosts" / h.key),
         "host_key": h.host_key,
     }
 
@@ -48,7 +49,7 @@ def _lab_json(settings: Settings, state: LabState) -> dict[str, Any]:
         "client_key_file": str(client_key_file(settings)),
         "client_public_key": state.client_public_key,
         "sites": [asdict(s) for s in state.sites],
-        "hosts": [_host_row(state, h) for h in state.hosts],
+        "hosts": [_host_row(settings, state, h) for h in state.hosts],
         "notes": state.notes,
     }
 
@@ -145,7 +146,7 @@ def lab_up(
     if as_json:
         emit_json(_lab_json(cli.settings, state))
         return
-    print_table([_host_row(state, h) for h in state.hosts], HOST_COLUMNS)
+    print_table([_host_row(cli.settings, state, h) for h in state.hosts], HOST_COLUMNS)
     click.echo(f"{len(state.hosts)} host(s) in {len(state.sites)} site(s) up in "
                f"{state.started_seconds:.1f} s")  # fmt: skip
     for note in state.notes:
@@ -156,13 +157,19 @@ def lab_up(
 @click.option(
     "--keep-inventory", is_flag=True, help="Leave the lab's clients, hosts and credentials."
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Also remove a lab on this machine that another MSSP_HOME recorded and still owns.",
+)
 @json_option
 @pass_cli
-def lab_down(cli: CliContext, keep_inventory: bool, as_json: bool) -> None:
+def lab_down(cli: CliContext, keep_inventory: bool, force: bool, as_json: bool) -> None:
     """Stop every lab host and remove every namespace, veth, mount and process the lab made.
 
-    Also sweeps lab leftovers (namespaces mssp-lab-*, links mssplab*) of a lab whose state was
-    lost. By default the lab's clients (lab-*) are removed from the inventory too.
+    Also sweeps lab leftovers (namespaces mssp-lab-*, links mssplab*, base-layer mounts) of a lab
+    whose record was lost. A lab recorded in another MSSP_HOME is left alone unless --force. By
+    default the lab's clients (lab-*) are removed from the inventory too.
     """
     from mssp.lab import inventory as lab_inventory
     from mssp.lab import runtime
@@ -174,7 +181,7 @@ def lab_down(cli: CliContext, keep_inventory: bool, as_json: bool) -> None:
         if state is not None and state.registered and not keep_inventory:
             removed = await lab_inventory.unregister_lab(cli.settings, state)
         started = time.monotonic()
-        notes = await runtime.down(cli.settings, progress=_say)
+        notes = await runtime.down(cli.settings, force=force, progress=_say)
         return {
             "was_running": state is not None,
             "hosts_stopped": len(state.hosts) if state else 0,
@@ -192,7 +199,7 @@ def lab_down(cli: CliContext, keep_inventory: bool, as_json: bool) -> None:
                    f"{result['seconds']:.1f} s, {result['clients_removed']} client(s) removed "
                    "from the inventory")  # fmt: skip
     else:
-        click.echo("no lab was recorded here; lab leftovers (if any) were swept")
+        click.echo("no lab was recorded here; lab leftovers without an owner (if any) were swept")
     for note in result["notes"]:
         click.echo(f"note: {note}")
 
@@ -214,7 +221,7 @@ def lab_status(cli: CliContext, as_json: bool) -> None:
     if as_json:
         emit_json(_lab_json(cli.settings, state))
         return
-    rows = [_host_row(state, h) for h in state.hosts]
+    rows = [_host_row(cli.settings, state, h) for h in state.hosts]
     print_table(rows, HOST_COLUMNS)
     up = sum(1 for r in rows if r["state"] == "up")
     click.echo(f"{up}/{len(rows)} host(s) up in {len(state.sites)} site(s) "

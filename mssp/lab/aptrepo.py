@@ -4,6 +4,11 @@ Each package (mssp-lab-tool-a, -b, -c) exists in an old and a new version; hosts
 installed and see the new one as upgradable. The repository is a flat one
 (``deb [trusted=yes] file:/srv/mssp-lab-repo ./``) with ``Packages`` and a ``Release`` file (apt
 refuses a repository without a Release file: "Method gave a blank filename").
+
+Each ``Packages`` stanza is the .deb's own control file plus the index fields, as
+dpkg-scanpackages writes it: apt identifies a version by a hash over some fields (Installed-Size,
+Depends, ...), and an index that disagrees with what dpkg recorded at install time makes apt see
+two different "1.1" and list the installed one as upgradable ("1.1 -> 1.1").
 """
 
 from __future__ import annotations
@@ -35,18 +40,28 @@ class BuiltPackage:
     """Path relative to the repository root."""
 
 
-def _control(name: str, version: str) -> str:
+def _control(name: str, version: str, installed_kib: int) -> str:
     return (
         f"Package: {name}\nVersion: {version}\nArchitecture: all\n"
-        "Maintainer: mssp lab <lab@mssp.invalid>\nSection: utils\nPriority: optional\n"
+        "Maintainer: mssp lab <lab@mssp.invalid>\n"
+        f"Installed-Size: {installed_kib}\nSection: utils\nPriority: optional\n"
         f"Description: generated lab package {name}\n"
         " Installed in lab hosts at version 1.0; 1.1 is published as a pending update.\n"
     )
 
 
+def _installed_kib(root: Path) -> int:
+    """Like dpkg-gencontrol: each file's size rounded up to KiB, one KiB per directory."""
+    total = 0
+    for path in root.rglob("*"):
+        if "DEBIAN" in path.relative_to(root).parts:
+            continue
+        total += 1 if path.is_dir() else -(-path.stat().st_size // 1024)
+    return total
+
+
 def _write_tree(root: Path, name: str, version: str) -> None:
     (root / "DEBIAN").mkdir(parents=True)
-    (root / "DEBIAN" / "control").write_text(_control(name, version))
     bin_dir = root / "usr" / "bin"
     bin_dir.mkdir(parents=True)
     tool = bin_dir / name
@@ -55,6 +70,7 @@ def _write_tree(root: Path, name: str, version: str) -> None:
     share = root / "usr" / "share" / name
     share.mkdir(parents=True)
     (share / "VERSION").write_text(version + "\n")
+    (root / "DEBIAN" / "control").write_text(_control(name, version, _installed_kib(root)))
 
 
 async def _build_deb(tree: Path, output: Path) -> None:
@@ -67,15 +83,26 @@ async def _build_deb(tree: Path, output: Path) -> None:
         raise LabError(f"dpkg-deb failed for {tree.name}: {err.decode(errors='replace').strip()}")
 
 
-def _stanza(repo: Path, pkg: BuiltPackage) -> str:
+async def _read_control(deb: Path) -> str:
+    """The package's control file as dpkg will record it (``dpkg-deb --field``)."""
+    proc = await asyncio.create_subprocess_exec(
+        "dpkg-deb", "--field", str(deb),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise LabError(f"dpkg-deb cannot read {deb.name}: {err.decode(errors='replace').strip()}")
+    return out.decode()
+
+
+async def _stanza(repo: Path, pkg: BuiltPackage) -> str:
+    """Control fields verbatim, then the index fields (what dpkg-scanpackages writes)."""
     data = (repo / pkg.filename).read_bytes()
     return (
-        _control(pkg.name, pkg.version).split("Description:")[0]
-        + f"Installed-Size: 1\nFilename: ./{pkg.filename}\nSize: {len(data)}\n"
+        (await _read_control(repo / pkg.filename)).rstrip("\n")
+        + f"\nFilename: ./{pkg.filename}\nSize: {len(data)}\n"
         + f"MD5sum: {hashlib.md5(data).hexdigest()}\n"  # noqa: S324 (apt's index format)
         + f"SHA256: {hashlib.sha256(data).hexdigest()}\n"
-        + "Description:"
-        + _control(pkg.name, pkg.version).split("Description:")[1]
     )
 
 
@@ -112,7 +139,7 @@ async def build_repository(repo: Path, scratch: Path) -> list[BuiltPackage]:
             built.append(BuiltPackage(name, version, filename))
             jobs.append(_build_deb(tree, repo / filename))
     await asyncio.gather(*jobs)
-    packages = "\n".join(_stanza(repo, pkg) for pkg in built)
+    packages = "\n".join(await asyncio.gather(*(_stanza(repo, pkg) for pkg in built)))
     (repo / "Packages").write_text(packages)
     (repo / "Packages.gz").write_bytes(gzip.compress(packages.encode(), mtime=0))
     (repo / "Release").write_text(_release(repo, ["Packages", "Packages.gz"]))

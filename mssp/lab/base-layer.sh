@@ -14,6 +14,7 @@ mount -t tmpfs -o mode=1777 lab-tmp "$M/tmp"
 mount -t tmpfs -o mode=755 lab-run "$M/run"
 mount -t tmpfs -o mode=700 lab-root "$M/root"
 cp "$S/admin.pw" "$S/authorized_keys" "$M/run/"
+install -m 755 "$S/mssp-lab-reboot" "$M/usr/sbin/mssp-lab-reboot"
 chroot "$M" /bin/sh -eu -c '
 export DEBIAN_FRONTEND=noninteractive PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C
 rm -f /etc/ssh/ssh_host_*

@@ -1,9 +1,10 @@
 """The lab's shared lower layer: built once per `lab up`, stacked under every host's overlay.
 
 It holds the lab apt repository (the only apt source), the old package versions installed, the
-admin user, and no machine host keys or password hashes (see base-layer.sh). It lives on a tmpfs
-mounted in the root namespace: overlayfs refuses a lower layer inside another lower layer ("/")
-with ELOOP, so it cannot sit on the root filesystem. `lab down` unmounts it.
+admin user, the hosts' reboot program (mssp-lab-reboot), and no machine host keys or password
+hashes (see base-layer.sh). It lives on a tmpfs mounted in the root namespace: overlayfs refuses a
+lower layer inside another lower layer ("/") with ELOOP, so it cannot sit on the root filesystem.
+`lab down` unmounts it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from mssp.lab.aptrepo import REPO_PATH_IN_HOST, build_repository
 from mssp.lab.keys import LabKeys, write_secret
 
 BASE_SCRIPT = Path(__file__).with_name("base-layer.sh")
+REBOOT_SCRIPT = Path(__file__).with_name("lab-reboot.sh")
+REBOOT_COMMAND = "/usr/sbin/mssp-lab-reboot"
+"""The program inside every lab host that reboots it (see lab-reboot.sh, host-supervisor.sh)."""
 BASE_MOUNT_SOURCE = "mssp-lab-base"
 
 
@@ -54,6 +58,7 @@ async def build_base_layer(directory: Path, keys: LabKeys) -> Path:
     await build_repository(layer / REPO_PATH_IN_HOST.lstrip("/"), base / "pkgs")
     write_secret(seed / "admin.pw", f"admin:{keys.admin_password}\n")
     (seed / "authorized_keys").write_text(keys.public_key + "\n")
+    shutil.copyfile(REBOOT_SCRIPT, seed / "mssp-lab-reboot")
     try:
         await run_tool(
             "unshare", "--mount", "--pid", "--net", "--fork", "--kill-child",

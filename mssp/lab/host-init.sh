@@ -1,17 +1,24 @@
 #!/bin/sh
-# Init of one lab host (run by `unshare --mount --uts --pid --fork` inside the site's netns).
-# $1 host dir (sshd_config, host key, authorized_keys, masks; the log goes there),
+# One boot of a lab host (run by host-supervisor.sh as `unshare --mount --uts --pid --fork`,
+# inside the site's netns). $1 host dir (sshd_config, host key, authorized_keys, masks; the log
+# goes there; its rt/ is the host's disk, a tmpfs the supervisor keeps across reboots),
 # $2 the lab's shared lower layer, $3 hostname. Ends by exec'ing sshd as the PID namespace's init.
 set -eu
 H=$1 BASE=$2 NAME=$3
-# /proc is still the machine's here: its "self" is our pid as seen from the root namespace, which
-# is what `lab down` must signal (unshare itself ignores SIGTERM).
-read -r outer _ < /proc/self/stat
-echo "$outer" > "$H/init.pid"
+# /proc is still the machine's here: "self" is our pid (and start time) as seen from the root
+# namespace, which is what `lab status` checks and `lab down` may signal.
+read -r stat < /proc/self/stat
+# shellcheck disable=SC2086
+set -- $stat
+echo "$1 ${22}" > "$H/init.pid"
 exec 2>>"$H/sshd.log" >&2
 R="$H/rt"
-mount -t tmpfs -o mode=755 lab-host "$R"
-mkdir "$R/upper" "$R/work" "$R/root"
+# The disk: what a real machine keeps across a reboot (the overlay's upper layer, root's home).
+FIRST=''
+if [ ! -d "$R/upper" ]; then
+  FIRST=1
+  mkdir "$R/upper" "$R/work" "$R/root" "$R/home-root"
+fi
 M="$R/root"
 mount -t overlay lab-overlay -o "lowerdir=$BASE:/,upperdir=$R/upper,workdir=$R/work" "$M"
 mount -t proc proc "$M/proc"
@@ -36,12 +43,19 @@ mount -t tmpfs -o mode=1777 lab-tmp "$M/tmp"
 while IFS= read -r p; do
   if [ -n "$p" ] && [ -d "$M$p" ]; then mount -t tmpfs -o mode=700,size=1m lab-mask "$M$p"; fi
 done < "$H/masks"
-mount -t tmpfs -o mode=700 lab-root "$M/root"
-mkdir -m 700 "$M/root/.ssh"
-cp "$H/authorized_keys" "$M/root/.ssh/authorized_keys"
-# A plain shell start-up: no pyenv or cargo init from the machine's root profile.
-printf 'export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n' > "$M/root/.profile"
-: > "$M/root/.bashrc"
+# root's home lives on the disk (the machine's /root never shows); set up on the first boot only.
+chmod 700 "$R/home-root"
+mount --bind "$R/home-root" "$M/root"
+if [ -n "$FIRST" ]; then
+  mkdir -m 700 "$M/root/.ssh"
+  cp "$H/authorized_keys" "$M/root/.ssh/authorized_keys"
+  # A plain shell start-up: no pyenv or cargo init from the machine's root profile.
+  printf 'export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n' > "$M/root/.profile"
+  : > "$M/root/.bashrc"
+fi
+# The control dir host-supervisor.sh reads: mssp-lab-reboot asks for a reboot there.
+mkdir -m 700 "$M/run/mssp-lab"
+mount --bind "$H/ctl" "$M/run/mssp-lab"
 cp "$H/sshd_config" "$M/etc/ssh/sshd_config.mssp-lab"
 cp "$H/ssh_host_ed25519_key" "$H/ssh_host_ed25519_key.pub" "$M/etc/ssh/"
 chmod 600 "$M/etc/ssh/ssh_host_ed25519_key"

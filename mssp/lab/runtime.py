@@ -6,6 +6,10 @@ fails half-way is torn down before the error is raised. `down` stops hosts, kill
 runs inside a lab namespace, deletes veths and namespaces, the /run/netns mount if the lab caused
 it, and the lab's files except its keys and admin password (keys.py: kept so credentials, pins
 and known_hosts stay valid across restarts).
+
+One namespace lab per machine (its names are global): `up` refuses while another MSSP_HOME's lab
+is live and removes the debris of a lab that lost its record; `down` never touches another home's
+live lab unless forced (leftovers.py). Both hold a machine-wide lock.
 """
 
 from __future__ import annotations
@@ -23,11 +27,12 @@ from pathlib import Path
 from mssp.config import Settings
 from mssp.errors import LabError
 from mssp.lab import host as lab_host
+from mssp.lab import leftovers
 from mssp.lab import netns as lab_netns
 from mssp.lab import windows as lab_windows
-from mssp.lab.baselayer import build_base_layer, unmount_base
+from mssp.lab.baselayer import REBOOT_COMMAND, build_base_layer, unmount_base
 from mssp.lab.keys import LabKeys, host_key, lab_keys
-from mssp.lab.layout import NETNS_PREFIX, VETH_PREFIX, LabSpec, SitePlan, plan
+from mssp.lab.layout import LabSpec, SitePlan, plan
 from mssp.lab.reduced import check_reduced_prerequisites, start_reduced
 from mssp.lab.state import (
     HostState,
@@ -115,38 +120,61 @@ async def up(
     with locked(settings) as directory:
         if load(settings) is not None:
             raise LabError("a lab is already running here: `mssp lab down` first")
-        leftovers = [] if reduced else lab_netns.existing_lab_netns(NETNS_PREFIX)
-        if leftovers:
-            raise LabError(
-                f"lab namespaces already exist ({', '.join(leftovers)}): another lab runs on this "
-                "machine (one lab per machine); `mssp lab down` with that lab's MSSP_HOME stops it "
-                "(any MSSP_HOME also sweeps leftovers of a lab whose state was lost)"
-            )
-        keys = lab_keys(settings)
-        made_mount = not reduced and not lab_netns.run_netns_is_mount()
-        state = LabState(
-            mode="reduced" if reduced else "namespaces",
-            created_at=time.time(),
-            spec=asdict(spec),
-            sites=[_site_state(s, reduced=reduced) for s in sites],
-            hosts=[],
-            client_public_key=keys.public_key,
-            made_run_netns_mount=made_mount,
-        )
-        save(settings, state)  # from here on, `down` can clean up after a crash
-        try:
-            if reduced:
-                say(f"starting {sum(len(s.hosts) for s in sites)} sshd process(es) (reduced)")
-                state = await start_reduced(settings, directory, sites, state, host_key)
-            else:
-                state = await _start(settings, directory, sites, keys, state, say)
-        except BaseException:
-            say("start failed: removing what was made")
-            await _teardown(settings, load(settings) or state)
-            raise
-        state = replace(state, started_seconds=round(time.monotonic() - started, 3))
-        save(settings, state)
-        return state
+        if reduced:
+            return await _up_locked(settings, directory, spec, sites, reduced, say, started)
+        async with leftovers.machine_lock(say=say):
+            found = leftovers.survey()
+            live = found.live_owners(directory)
+            if live:
+                raise LabError(
+                    f"another lab runs on this machine, recorded in {live[0]} (one namespace lab "
+                    "per machine: its names are global). Stop it with `mssp lab down` and that "
+                    "lab's MSSP_HOME, or remove it from here with `mssp lab down --force`",
+                    title="Another lab is running",
+                )
+            if not found.empty:
+                say(f"removing leftovers of a lab that lost its record: {found.describe()}")
+                await _sweep(found)
+            return await _up_locked(settings, directory, spec, sites, reduced, say, started)
+
+
+async def _up_locked(
+    settings: Settings,
+    directory: Path,
+    spec: LabSpec,
+    sites: tuple[SitePlan, ...],
+    reduced: bool,
+    say: Progress,
+    started: float,
+) -> LabState:
+    """The start itself, under the lab's lock (and the machine's, for a namespace lab)."""
+    keys = lab_keys(settings)
+    made_mount = not reduced and not lab_netns.run_netns_is_mount()
+    state = LabState(
+        mode="reduced" if reduced else "namespaces",
+        created_at=time.time(),
+        spec=asdict(spec),
+        sites=[_site_state(s, reduced=reduced) for s in sites],
+        hosts=[],
+        client_public_key=keys.public_key,
+        made_run_netns_mount=made_mount,
+    )
+    save(settings, state)  # from here on, `down` can clean up after a crash
+    try:
+        if reduced:
+            say(f"starting {sum(len(s.hosts) for s in sites)} sshd process(es) (reduced)")
+            state = await start_reduced(settings, directory, sites, state, host_key)
+        else:
+            state = await _start(settings, directory, sites, keys, state, say)
+    except BaseException:
+        say("start failed: removing what was made")
+        # under the machine lock, with no other live lab: every lab-named thing is ours
+        sweep = None if reduced else leftovers.survey()
+        await _teardown(settings, load(settings) or state, sweep=sweep)
+        raise
+    state = replace(state, started_seconds=round(time.monotonic() - started, 3))
+    save(settings, state)
+    return state
 
 
 async def _start(
@@ -188,7 +216,7 @@ async def _start(
             HostState(
                 key=h.key, client=h.client, site=h.site, name=h.name, hostname=h.hostname,
                 address=h.address, port=22, tags=list(h.tags), host_key=public,
-                launcher=launcher,
+                launcher=launcher, options={"reboot_command": REBOOT_COMMAND},
             )
         )  # fmt: skip
     windows = _launch_windows(sites, hosts_dir, keys)
@@ -241,68 +269,96 @@ def status(settings: Settings) -> LabState | None:
     return load(settings)
 
 
-async def down(settings: Settings, *, progress: Progress | None = None) -> list[str]:
-    """Remove the lab; returns notes on anything unusual. Sweeps lab-named leftovers too."""
+async def down(
+    settings: Settings, *, force: bool = False, progress: Progress | None = None
+) -> list[str]:
+    """Remove this home's lab; returns notes on anything unusual.
+
+    Also sweeps lab-named debris of a lab that lost its record; a live lab of another MSSP_HOME
+    is left alone unless ``force``.
+    """
     say = progress or (lambda _msg: None)
     with locked(settings):
         state = load(settings)
-        return await _teardown(settings, state, say=say)
+        if state is not None and state.mode == "reduced" and not force:
+            return await _teardown(settings, state, say=say, sweep=None)
+        async with leftovers.machine_lock(say=say):
+            found = leftovers.survey()
+            foreign = found.live_owners(lab_dir(settings))
+            notes = []
+            if foreign and not force:
+                notes.append(
+                    f"the lab namespaces on this machine belong to the lab recorded in "
+                    f"{foreign[0]}: left alone (`mssp lab down --force` removes it too)"
+                )
+            elif foreign:
+                notes.append(f"removed the lab recorded in {foreign[0]} too (--force)")
+            sweep = None if foreign and not force else found
+            return notes + await _teardown(settings, state, say=say, sweep=sweep)
 
 
-def _processes_in_netns(inodes: set[int]) -> list[int]:
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if os.stat(f"/proc/{entry.name}/ns/net").st_ino in inodes:
-                found.append(int(entry.name))
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-    return found
+async def _kill_in_netns(inodes: set[int]) -> None:
+    """SIGKILL whatever runs in these namespaces (shells, agents, a host's processes)."""
+    for _ in range(50):
+        pids = leftovers.processes_in_netns(inodes)
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        await asyncio.sleep(0.05)
+
+
+async def _sweep(found: leftovers.Survey) -> None:
+    """Remove lab-named namespaces, veths and base-layer mounts, whoever made them."""
+    inodes = {i for i in (lab_netns.netns_inode(n) for n in found.netns) if i is not None}
+    await _kill_in_netns(inodes)
+    await lab_netns.delete_sites(list(found.netns), list(found.veths))
+    for point in found.base_mounts:
+        await unmount_base(Path(point).parent)
+    await lab_netns.remove_run_netns_mount()
 
 
 async def _teardown(
-    settings: Settings, state: LabState | None, *, say: Progress | None = None
+    settings: Settings,
+    state: LabState | None,
+    *,
+    say: Progress | None = None,
+    sweep: leftovers.Survey | None = None,
 ) -> list[str]:
+    """Remove what ``state`` records, and the ``sweep`` survey's lab-named things."""
     say = say or (lambda _msg: None)
     notes: list[str] = []
+    directory = lab_dir(settings)
     if state is not None and state.hosts:
         say(f"stopping {len(state.hosts)} host(s)")
-        survivors = await lab_host.stop_hosts(state.hosts)
+        survivors = await lab_host.stop_hosts(state.hosts, directory / "hosts")
         if survivors:
             notes.append(f"hosts still running after SIGKILL: {', '.join(survivors)}")
-    # A namespace lab (or a lab whose record was lost) also sweeps lab-named leftovers; a reduced
-    # lab never touches namespaces (a namespace lab may run beside it).
-    sweep = state is None or state.mode == "namespaces"
-    names = set(lab_netns.existing_lab_netns(NETNS_PREFIX)) if sweep else set()
-    if state is not None:
-        names |= {s.netns for s in state.sites if s.netns}
+    own = state is not None and state.mode == "namespaces"
+    # Our namespaces only while they are still the ones we made (same inode).
+    names = set(sweep.netns) if sweep else set()
     inodes = {i for i in (lab_netns.netns_inode(n) for n in names) if i is not None}
-    if state is not None:
-        inodes |= {s.netns_inode for s in state.sites if s.netns_inode}
-    for _ in range(50):  # anything else started inside a site (shells, agents) goes too
-        pids = _processes_in_netns(inodes)
-        if not pids:
-            break
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        await asyncio.sleep(0.05)
-    veths = set(lab_netns.existing_links(VETH_PREFIX)) if sweep else set()
-    if state is not None:
-        veths |= {s.veth_root for s in state.sites if s.veth_root}
-    say(f"removing {len(names)} site network(s)")
+    veths = set(sweep.veths) if sweep else set()
+    if own and state is not None:
+        for site in state.sites:
+            if site.netns and site.netns_inode == lab_netns.netns_inode(site.netns):
+                names.add(site.netns)
+                inodes.add(site.netns_inode)
+                if site.veth_root:
+                    veths.add(site.veth_root)
+    await _kill_in_netns(inodes)
+    if names or veths:
+        say(f"removing {len(names)} site network(s)")
     await lab_netns.delete_sites(sorted(names), sorted(veths))
+    for point in sweep.base_mounts if sweep else ():
+        await unmount_base(Path(point).parent)
     if state is not None and state.made_run_netns_mount:
         await lab_netns.remove_run_netns_mount()
     for made in reversed(state.made_dirs if state else []):
         with contextlib.suppress(OSError):
             os.rmdir(made)  # only if empty: something else may use it by now
-    directory = lab_dir(settings)
-    await unmount_base(directory, every=sweep)
+    await unmount_base(directory)
     for sub in ("base", "hosts"):
         shutil.rmtree(directory / sub, ignore_errors=True)
     (directory / "state.json").unlink(missing_ok=True)

@@ -58,15 +58,16 @@ class HostState:
     host_key: str
     """The host's ed25519 public key, OpenSSH form (what the inventory pins)."""
     launcher: ProcessRef | None = None
-    """`unshare` (ignores SIGTERM; killed last)."""
+    """The host's supervisor (host-supervisor.sh): lives across reboots; SIGTERM stops the host."""
     init: ProcessRef | None = None
-    """sshd, init of the host's PID namespace: signalling it stops the whole host."""
+    """sshd, init of the host's PID namespace at its first boot (after a reboot the running one
+    is ``mssp.lab.host.current_init``); for the simulated Windows host, its endpoint process."""
     username: str = "root"
     """Who the lab's key logs in as (the current user in reduced mode)."""
     transport: str = "ssh"
     """"ssh", or "winrm" for the simulated Windows host (recorded replies, not Windows)."""
     options: dict = field(default_factory=dict)
-    """Transport options for the inventory (WinRM: scheme, auth, cert_sha256)."""
+    """Options for the inventory (WinRM: scheme, auth, cert_sha256; SSH: reboot_command)."""
 
     @property
     def full_name(self) -> str:

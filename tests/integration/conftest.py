@@ -15,6 +15,12 @@ It needs root and FAILS (never skips) when the lab cannot start. Read the lab th
         lab.windows_host()  # HostState of the simulated Windows host (transport winrm)
 
 Also `lab_settings` (Settings with the vault key file) and `lab_client_key` (private key text).
+
+One namespace lab runs per machine. Before starting, the fixture removes what a crashed earlier
+test session left (its home records the pytest process that owned it, now dead) and debris
+without an owner; a lab another live process owns fails the session with a clear message, or is
+waited for up to MSSP_TEST_LAB_WAIT seconds (default 0: CI fails at once). The session's end
+runs `mssp lab down` and checks that nothing lab-named is left.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,12 +39,24 @@ import asyncssh
 import pytest
 
 from mssp.config import Settings, load_settings
+from mssp.lab import leftovers
 from mssp.lab.layout import NETNS_PREFIX, VETH_PREFIX
-from mssp.lab.state import HostState, LabState, admin_password_file, client_key_file, load
+from mssp.lab.state import (
+    HostState,
+    LabState,
+    ProcessRef,
+    admin_password_file,
+    alive,
+    client_key_file,
+    load,
+    process_start_time,
+)
 
 MSSP = str(Path(sys.executable).with_name("mssp"))
 LAB_SITES = 2
 LAB_HOSTS_PER_SITE = 5
+OWNER_FILE = "pytest-owner"
+"""In a test lab's home: "pid start_time" of the pytest process whose session owns the lab."""
 
 
 @dataclass(frozen=True)
@@ -153,10 +172,15 @@ class LabHandle:
         ])  # fmt: skip
 
     def up(self) -> None:
-        result = run_mssp(
-            self.env, "lab", "up", "--sites", str(LAB_SITES),
-            "--hosts-per-site", str(LAB_HOSTS_PER_SITE), "--windows", "--json",
-        )  # fmt: skip
+        deadline = time.monotonic() + float(os.environ.get("MSSP_TEST_LAB_WAIT", "0") or 0)
+        while True:
+            result = run_mssp(
+                self.env, "lab", "up", "--sites", str(LAB_SITES),
+                "--hosts-per-site", str(LAB_HOSTS_PER_SITE), "--windows", "--json",
+            )  # fmt: skip
+            if "Another lab is running" not in result.stderr or time.monotonic() > deadline:
+                break
+            time.sleep(5)  # another session's lab took the machine: wait for it, if allowed
         if result.returncode != 0:
             pytest.fail(
                 f"`mssp lab up` failed ({result.returncode}):\n{result.stderr}", pytrace=False
@@ -175,20 +199,54 @@ def require_root() -> None:
         pytest.fail("lab integration tests need root (network namespaces, overlays)", pytrace=False)
 
 
+def _crashed_test_home(lab_dir: str) -> Path | None:
+    """The home of a lab a dead pytest session left behind (None: not a test lab, or alive)."""
+    home = Path(lab_dir).parent  # MSSP_HOME: the lab dir is <home>/lab
+    try:
+        pid, start = (int(f) for f in (home / OWNER_FILE).read_text().split())
+    except (OSError, ValueError):
+        return None
+    return None if alive(ProcessRef(pid, start)) else home
+
+
+def clear_the_machine(env: dict[str, str]) -> None:
+    """Leave the machine free for this session's lab, or fail saying who holds it."""
+    wait = float(os.environ.get("MSSP_TEST_LAB_WAIT", "0") or 0)
+    deadline = time.monotonic() + wait
+    while True:
+        found = leftovers.survey()
+        live = found.live_owners()
+        for lab_dir in live:
+            crashed = _crashed_test_home(lab_dir)
+            if crashed is not None:  # a crashed session's lab: its own home takes it down
+                result = run_mssp({**env, "MSSP_HOME": str(crashed)}, "lab", "down", "--json")
+                assert result.returncode == 0, result.stderr
+        if live and any(_crashed_test_home(d) is None for d in live):
+            if time.monotonic() < deadline:
+                time.sleep(5)
+                continue
+            owner = next(d for d in live if _crashed_test_home(d) is None)
+            pytest.fail(
+                f"another lab is running on this machine, recorded in {owner} (one lab per "
+                "machine). Wait for it, stop it with `MSSP_HOME=<its home> mssp lab down`, or "
+                "`mssp lab down --force`; MSSP_TEST_LAB_WAIT=seconds makes the tests wait.",
+                pytrace=False,
+            )
+        if not leftovers.survey().empty:  # debris without a live owner: any home sweeps it
+            result = run_mssp(env, "lab", "down", "--json")
+            assert result.returncode == 0, result.stderr
+        return
+
+
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
     """A running lab for the whole session (see the module docstring)."""
     require_root()
-    leftovers = [n for n in MachineSnapshot.take().netns if n.startswith(NETNS_PREFIX)]
-    if leftovers:
-        pytest.fail(
-            f"another lab runs on this machine ({', '.join(sorted(leftovers))}); "
-            "stop it with `mssp lab down` (with its MSSP_HOME) first",
-            pytrace=False,
-        )
     home = tmp_path_factory.mktemp("lab-home")
+    (home / OWNER_FILE).write_text(f"{os.getpid()} {process_start_time(os.getpid())}\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MSSP_")}
     env["MSSP_HOME"] = str(home)
+    clear_the_machine(env)
     handle = LabHandle(
         home=home,
         settings=load_settings({"MSSP_HOME": str(home)}),
@@ -196,8 +254,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
         baseline=MachineSnapshot.take(),
     )
     handle.up()
-    yield handle
-    result = handle.down()
+    try:
+        yield handle
+    finally:
+        result = handle.down()
     assert result.returncode == 0, result.stderr
     left = [n for n in MachineSnapshot.take().netns if n.startswith(NETNS_PREFIX)]
     left += [n for n in os.listdir("/sys/class/net") if n.startswith(VETH_PREFIX)]

@@ -8,7 +8,9 @@ import asyncio
 import hashlib
 import ipaddress
 import json
+import re
 import socket
+import subprocess
 from pathlib import Path
 
 import asyncssh
@@ -16,7 +18,8 @@ import pytest
 
 from mssp import db as mssp_db
 from mssp.errors import RelayUnavailable, UsageError
-from mssp.lab.layout import NETNS_PREFIX, LabSpec, plan
+from mssp.lab.host import current_init
+from mssp.lab.layout import NETNS_PREFIX, VETH_PREFIX, LabSpec, plan
 from mssp.lab.state import process_start_time
 from mssp.store import inventory as store_inv
 from mssp.store.credentials import VaultCredentialResolver
@@ -151,6 +154,13 @@ async def test_apt_sees_upgradable_packages_from_the_lab_repository_only(lab: La
         )
         assert upgrade.exit_status == 0, upgrade.stderr
         assert upgrade.stdout.strip().endswith("mssp-lab-tool-a 1.1")
+        # the index agrees with what dpkg recorded: one 1.1, installed, never "1.1 -> 1.1"
+        after = await conn.run("apt list --upgradable 2>/dev/null", timeout=60)
+        assert "mssp-lab-tool-a" not in after.stdout and "mssp-lab-tool-b" in after.stdout
+        policy = await conn.run("apt-cache policy mssp-lab-tool-a", check=True, timeout=60)
+        table = policy.stdout.split("Version table:")[1]
+        versions = re.findall(r"^ (\*\*\*|   ) (\S+) \d+$", table, re.M)
+        assert versions == [("***", "1.1"), ("   ", "1.0")], policy.stdout
     assert _digest("/var/lib/dpkg/status") == machine_status
 
 
@@ -306,28 +316,97 @@ async def test_mssp_reaches_lab_hosts_through_its_own_inventory(
             await manager.aclose()
 
 
+def test_another_home_neither_starts_a_second_lab_nor_stops_this_one(
+    lab: LabHandle, tmp_path
+) -> None:
+    env = {**lab.env, "MSSP_HOME": str(tmp_path)}
+    env.pop("MSSP_VAULT_KEY_FILE", None)
+    before = lab.state()
+    up = run_mssp(env, "lab", "up", "--no-register")
+    assert up.returncode == 1
+    assert "Another lab is running" in up.stderr and str(lab.home / "lab") in up.stderr
+    assert "mssp lab down --force" in up.stderr
+    down = run_mssp(env, "lab", "down", "--json")
+    assert down.returncode == 0, down.stderr
+    assert any("left alone" in note for note in json.loads(down.stdout)["notes"])
+    assert lab.state() == before
+    status = json.loads(run_mssp(lab.env, "lab", "status", "--json").stdout)
+    assert {h["state"] for h in status["hosts"]} == {"up"}
+
+
+async def test_a_host_reboots_keeping_its_disk_address_and_host_key(lab: LabHandle) -> None:
+    """`reboot_command` (what the reboot task runs) restarts the host's PID namespace."""
+    h = lab.hosts(reach="direct")[0]
+    command = h.options["reboot_command"]
+    assert command == "/usr/sbin/mssp-lab-reboot"
+    async with lab.connect(h, username="admin") as conn:
+        refused = await conn.run(command, timeout=20)
+    assert refused.exit_status == 1 and "must be run as root" in refused.stderr
+    async with lab.connect(h) as conn:
+        before = (await conn.run("cut -d' ' -f22 /proc/1/stat", check=True, timeout=20)).stdout
+        await conn.run(
+            "echo kept > /root/reboot-probe && useradd rebootprobe && touch /tmp/reboot-probe",
+            check=True, timeout=20,
+        )  # fmt: skip
+        await conn.run(
+            f"nohup sh -c 'sleep 0.5; {command}' >/dev/null 2>&1 </dev/null &",
+            check=True, timeout=20,
+        )  # fmt: skip
+        await asyncio.wait_for(conn.wait_closed(), 20)  # the PID namespace ended
+    for _ in range(200):
+        status = json.loads(run_mssp(lab.env, "lab", "status", "--json").stdout)
+        if {x["state"] for x in status["hosts"]} == {"up"}:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError(f"the host did not come back: {status['hosts']}")
+    async with lab.connect(h) as conn:  # same address, same pinned host key
+        result = await conn.run(
+            "cut -d' ' -f22 /proc/1/stat; cat /root/reboot-probe; id -u rebootprobe >/dev/null "
+            "&& echo user-kept; ls /tmp/reboot-probe 2>/dev/null || echo tmp-cleared; hostname",
+            timeout=20,
+        )
+    started, *rest = result.stdout.split()
+    assert started != before.strip()
+    assert rest == ["kept", "user-kept", "tmp-cleared", h.hostname]
+
+
 def test_lab_down_leaves_nothing_behind(lab: LabHandle) -> None:
     """Last in this module: takes the session's lab down, checks, and starts it again."""
     state = lab.state()
     pids = {p.pid for h in state.hosts for p in (h.launcher, h.init) if p}
+    pids |= {  # the running boots' PID 1 (a host rebooted above has a new one)
+        p.pid for h in state.hosts if (p := current_init(lab.home / "lab" / "hosts" / h.key))
+    }
     result = lab.down()
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["hosts_stopped"] == len(state.hosts)
-    after = MachineSnapshot.take()
-    assert not [n for n in after.netns if n.startswith(NETNS_PREFIX)]
-    assert after.netns <= lab.baseline.netns
-    assert after.links == lab.baseline.links
-    assert after.mounts == lab.baseline.mounts
-    # gone, or a zombie the machine's init has not collected yet
-    assert not [p for p in pids & after.pids if process_start_time(p) is not None]
-    for pid in after.pids - lab.baseline.pids:
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except FileNotFoundError:
-            continue
-        assert b"mssp-lab" not in cmdline and str(lab.home).encode() not in cmdline
-    status = json.loads(run_mssp(lab.env, "lab", "status", "--json").stdout)
-    assert status["running"] is False
-    hosts = run_mssp(lab.env, "hosts", "client:lab-*", "--json")
-    assert hosts.returncode == 0 and not json.loads(hosts.stdout)
-    lab.up()  # later modules share the session's lab
+    try:
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["hosts_stopped"] == len(state.hosts)
+        after = MachineSnapshot.take()
+        assert not [n for n in after.netns if n.startswith(NETNS_PREFIX)]
+        assert after.netns <= lab.baseline.netns
+        assert after.links == lab.baseline.links
+        assert after.mounts == lab.baseline.mounts
+        # gone, or a zombie the machine's init has not collected yet
+        assert not [p for p in pids & after.pids if process_start_time(p) is not None]
+        for pid in after.pids - lab.baseline.pids:
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except FileNotFoundError:
+                continue
+            assert b"mssp-lab" not in cmdline and str(lab.home).encode() not in cmdline
+        status = json.loads(run_mssp(lab.env, "lab", "status", "--json").stdout)
+        assert status["running"] is False
+        hosts = run_mssp(lab.env, "hosts", "client:lab-*", "--json")
+        assert hosts.returncode == 0 and not json.loads(hosts.stdout)
+    finally:
+        # debris of a lab that lost its record (no owner): the next `lab up` removes it
+        subprocess.run(["ip", "netns", "add", f"{NETNS_PREFIX}s9"], check=True)
+        subprocess.run(
+            ["ip", "link", "add", f"{VETH_PREFIX}9", "type", "veth", "peer", "name", "eth0",
+             "netns", f"{NETNS_PREFIX}s9"],
+            check=True,
+        )  # fmt: skip
+        lab.up()  # later modules share the session's lab
+    assert f"{NETNS_PREFIX}s9" not in MachineSnapshot.take().netns
+    assert f"{VETH_PREFIX}9" not in MachineSnapshot.take().links

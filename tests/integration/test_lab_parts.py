@@ -1,4 +1,5 @@
-"""The lab's pure parts, without starting a lab: the generated apt repository and state records."""
+"""The lab's pure parts, without starting a lab: the generated apt repository, state records and
+who owns lab leftovers."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import hashlib
 import subprocess
 
 from mssp.lab.aptrepo import NEW_VERSION, OLD_VERSION, PACKAGES, build_repository
+from mssp.lab.leftovers import HOST_DIR_PATTERN, Survey
 from mssp.lab.state import HostState, LabState, ProcessRef, alive, load, save
 
 
@@ -28,6 +30,12 @@ async def test_the_lab_repository_is_a_valid_flat_apt_repository(tmp_path) -> No
         assert info.stdout.split() == ["Package:", pkg.name, "Version:", pkg.version]
         stanza = packages.split(f"Filename: ./{pkg.filename}\n")[1].split("\n\n")[0]
         assert f"SHA256: {hashlib.sha256(deb.read_bytes()).hexdigest()}" in stanza
+        # the index repeats the control file dpkg will record (apt hashes Installed-Size...)
+        control = subprocess.run(
+            ["dpkg-deb", "--field", str(deb)], capture_output=True, text=True, check=True
+        ).stdout
+        entry = packages.split(f"Filename: ./{pkg.filename}\n")[0].rsplit("\n\n", 1)[-1]
+        assert entry == control and "Installed-Size: " in control
 
 
 def test_state_round_trips_and_a_recycled_pid_is_not_alive(settings) -> None:
@@ -45,3 +53,22 @@ def test_state_round_trips_and_a_recycled_pid_is_not_alive(settings) -> None:
     assert load(settings) == state
     # pid 1 exists, but it is not the process the lab started: never signalled as ours
     assert not alive(host.init)
+
+
+def test_a_lab_is_owned_while_its_record_exists(tmp_path) -> None:
+    live, lost, mine = (tmp_path / n / "lab" for n in ("live", "lost", "mine"))
+    for d in (live, lost, mine):
+        d.mkdir(parents=True)
+    (live / "state.json").write_text("{}")
+    (mine / "state.json").write_text("{}")
+    found = Survey(
+        netns=("mssp-lab-s1",), veths=("mssplab1",), base_mounts=(),
+        owners=(str(live), str(lost), str(mine)),
+    )  # fmt: skip
+    assert found.live_owners(mine) == [str(live)]  # lost: debris; mine: not "another" lab
+    assert not found.empty and "mssplab1" in found.describe()
+    # a host's supervisor (or the Windows endpoint) names its lab dir on its command line
+    for arg in (f"{live}/hosts/s1h3", f"{live}/hosts/s1win/users"):
+        match = HOST_DIR_PATTERN.match(arg)
+        assert match is not None and match.group(1) == str(live)
+    assert HOST_DIR_PATTERN.match("/usr/sbin/sshd") is None

@@ -1,11 +1,6 @@
 """Lab-backed: `mssp ssh` to a real lab host (OpenSSH sshd in namespaces) through a PTY, with the
-real `admin` user's sudo password typed at the prompt of a recorded session.
-
-NOT collected from tests/sessions on purpose (a second session-scoped lab would collide with the
-integration suite's): it belongs in tests/integration/ (as test_sessions_lab.py), where the `lab`
-fixture of tests/integration/conftest.py serves it. Until moved, run it with
-    .venv/bin/pytest -p tests.integration.conftest tests/sessions/lab_sessions_integration.py
-"""
+real `admin` user's sudo password typed at the prompt of a recorded session. Uses the session's
+shared lab (conftest.py). Needs root; fails, never skips."""
 
 from __future__ import annotations
 
@@ -19,6 +14,8 @@ import pytest
 from mssp import asciicast
 from tests.sessions.ptyproc import PtyProcess
 
+from .conftest import MSSP, LabHandle
+
 pytestmark = pytest.mark.lab
 
 
@@ -29,9 +26,7 @@ def _recordings(env: dict[str, str], mssp: str) -> list[dict]:
     return json.loads(out.stdout)
 
 
-def test_ssh_to_a_lab_host_with_sudo_password_not_recorded(lab) -> None:
-    from tests.integration.conftest import MSSP
-
+def test_ssh_to_a_lab_host_with_sudo_password_not_recorded(lab: LabHandle) -> None:
     host = lab.hosts(reach="direct")[0]
     password = lab.admin_password.encode()
     before = {r["id"] for r in _recordings(lab.env, MSSP)}
