@@ -157,6 +157,18 @@ def _err(expression: str, pos: int, what: str) -> InventoryError:
     return InventoryError(f"bad target expression {expression!r} at column {pos + 1}: {what}")
 
 
+# Names are slugs and host names (letters, digits, . _ -) and "/" between client, site and host;
+# globs add * ? and [ranges] (with ! for negation). Anything else can match nothing: say so.
+_PATTERN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._-/*?[]!")
+
+
+def _check_pattern(expression: str, tok: _Token, pattern: str) -> None:
+    bad = sorted({ch for ch in pattern.lower() if ch not in _PATTERN_CHARS})
+    if bad:
+        shown = " ".join(repr(ch) for ch in bad)
+        raise _err(expression, tok.pos, f"{shown} cannot appear in a name or glob")
+
+
 def _atom(expression: str, tok: _Token) -> Atom:
     text = tok.text
     if "/" not in text.split(":", 1)[0] and ":" in text:
@@ -172,9 +184,11 @@ def _atom(expression: str, tok: _Token) -> Atom:
             raise _err(expression, tok.pos, f"{kind}: needs a name or glob after it")
         if ":" in pattern:
             raise _err(expression, tok.pos, f"unexpected ':' in {pattern!r}")
+        _check_pattern(expression, tok, pattern)
         return Atom(kind, pattern.lower())
     if text.lower() == "all":
         return Atom("all", "*")
+    _check_pattern(expression, tok, text)
     return Atom("name", text.lower())
 
 

@@ -140,6 +140,9 @@ BAD = [
     ("site:  ,web", "site: needs a name or glob"),
     ("owner:bob", "unknown selector 'owner:'"),
     ("tag:a:b", "unexpected ':'"),
+    ("client:(", "cannot appear in a name or glob"),
+    ("web;rm", "cannot appear in a name or glob"),
+    ("h\u00e9", "cannot appear in a name or glob"),
     ("web\x0001", "control character"),
     ("x" * 5000, "longer than"),
 ]
