@@ -140,6 +140,29 @@ class MsspApp(App[None]):
 
         self.push_screen(RunsScreen())
 
+    def open_backups(self) -> None:
+        from tui.screens.backups import BackupsScreen
+
+        self.push_screen(BackupsScreen())
+
+    def open_backup_history(self, host: str) -> None:
+        from tui.screens.backups import BackupHistoryScreen
+
+        self.push_screen(BackupHistoryScreen(host))
+
+    def open_schedules(self) -> None:
+        from tui.screens.schedules import SchedulesScreen
+
+        self.push_screen(SchedulesScreen())
+
+    def open_audit(self, *, client: str = "", action: str = "", verify: bool = False) -> None:
+        from tui.screens.audit import AuditScreen
+
+        screen = AuditScreen(client=client, action=action)
+        self.push_screen(screen)
+        if verify:
+            screen.call_after_refresh(screen.action_verify)
+
     def open_live_run(self, run_id: int, hosts: list[str]) -> None:
         from tui.screens.live_run import LiveRunScreen
 

@@ -37,6 +37,18 @@ COMMANDS = (
     CommandSpec("sort", (), ":sort KEY [desc]", "Sort by " + ", ".join(SORT_KEYS)),
     CommandSpec("reload", (), ":reload", "Reload the fleet from the database"),
     CommandSpec("runs", ("history",), ":runs", "Recent runs, whoever started them"),
+    CommandSpec("backups", ("b",), ":backups [HOST]", "Latest backup verification per host"),
+    CommandSpec("schedules", ("sched",), ":schedules", "Schedules the daemon runs"),
+    CommandSpec(
+        "audit",
+        (),
+        ":audit [client:SLUG] [ACTION]",
+        "The audit log, filtered by client and action prefix",
+    ),
+    CommandSpec("verify-audit", ("verify",), ":verify-audit", "Verify the audit hash chain"),
+    CommandSpec(
+        "screenshot", ("shot",), ":screenshot [FILE.svg]", "Save the screen as SVG (default: ~)"
+    ),
 )
 
 
@@ -93,6 +105,41 @@ def run_command(app: MsspApp, line: str) -> None:
         dashboard.load()
     elif spec.name == "runs":
         app.open_runs()
+    elif spec.name == "backups":
+        if args:
+            app.open_backup_history(args[0])
+        else:
+            app.open_backups()
+    elif spec.name == "schedules":
+        app.open_schedules()
+    elif spec.name == "screenshot":
+        save_screenshot(app, args[0] if args else "")
+    elif spec.name in ("audit", "verify-audit"):
+        client = next((a.split(":", 1)[1] for a in args if a.startswith("client:")), "")
+        action = next((a for a in args if not a.startswith("client:")), "")
+        app.open_audit(client=client, action=action, verify=spec.name == "verify-audit")
+
+
+def save_screenshot(app: MsspApp, target: str) -> None:
+    """Save the screen as it is once the command line has gone (an SVG; README screenshots)."""
+    import time
+    from pathlib import Path
+
+    path = Path(target or f"~/mssp-{time.strftime('%Y%m%d-%H%M%S')}.svg").expanduser()
+    if path.suffix.lower() != ".svg":
+        app.notify(f"{path}: a screenshot is an .svg file", severity="error", title="Screenshot")
+        return
+
+    def save() -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            saved = app.save_screenshot(filename=path.name, path=str(path.parent))
+        except OSError as exc:
+            app.notify(f"cannot save {path}: {exc.strerror}", severity="error", title="Screenshot")
+            return
+        app.notify(f"saved {saved}", title="Screenshot")
+
+    app.call_after_refresh(save)
 
 
 class MsspCommands(Provider):
@@ -113,6 +160,10 @@ class MsspCommands(Provider):
             ("Clear filter and scope", "esc", lambda: run_command(app, "client")),
             ("Reload the fleet", "ctrl+r", lambda: app.dashboard.load()),
             ("Runs history", "R", app.open_runs),
+            ("Backups: latest verification per host", "B", app.open_backups),
+            ("Schedules", "S", app.open_schedules),
+            ("Audit log", "A", app.open_audit),
+            ("Verify the audit chain", ":verify-audit", partial(app.open_audit, verify=True)),
         ]
 
     async def discover(self) -> Hits:

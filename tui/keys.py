@@ -28,7 +28,8 @@ class KeySpec:
     action: str
     description: str
     scope: str
-    """Where it applies: app, dashboard, host_table, host, launcher, live_run, runs, help."""
+    """Where it applies: app, dashboard, host_table, host, launcher, live_run, runs, backups,
+    backup_history, schedules, audit, help."""
     show: bool = True
     priority: bool = False
 
@@ -46,6 +47,9 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("focus-next", "tab", "focus_next_pane", "Next pane", "dashboard", show=False),
     KeySpec("reload", "ctrl+r", "reload", "Reload", "dashboard", show=False),
     KeySpec("runs", "R", "runs", "Runs", "dashboard"),
+    KeySpec("backups", "B", "backups", "Backups", "dashboard"),
+    KeySpec("schedules", "S", "schedules", "Schedules", "dashboard"),
+    KeySpec("audit", "A", "audit", "Audit", "dashboard"),
     # The hosts table
     KeySpec("table.down", "down,j", "cursor_down", "Down", "host_table", show=False),
     KeySpec("table.up", "up,k", "cursor_up", "Up", "host_table", show=False),
@@ -76,6 +80,22 @@ KEYS: tuple[KeySpec, ...] = (
     # Runs history
     KeySpec("runs.back", "escape", "back", "Back", "runs"),
     KeySpec("runs.refresh", "ctrl+r", "refresh", "Refresh", "runs"),
+    # Backups (latest verification per host) and one host's history
+    KeySpec("backups.back", "escape", "back", "Back", "backups"),
+    KeySpec("backups.problems", "p", "toggle_problems", "Problems only", "backups"),
+    KeySpec("backups.verify", "v", "verify", "Verify now", "backups"),
+    KeySpec("backups.refresh", "ctrl+r", "refresh", "Refresh", "backups"),
+    KeySpec("history.back", "escape", "back", "Back", "backup_history"),
+    KeySpec("history.verify", "v", "verify", "Verify now", "backup_history"),
+    # Schedules
+    KeySpec("schedules.back", "escape", "back", "Back", "schedules"),
+    KeySpec("schedules.toggle", "e", "toggle", "Enable/disable", "schedules"),
+    KeySpec("schedules.refresh", "ctrl+r", "refresh", "Refresh", "schedules"),
+    # Audit log
+    KeySpec("audit.back", "escape", "back", "Back", "audit"),
+    KeySpec("audit.verify", "v", "verify", "Verify chain", "audit"),
+    KeySpec("audit.filter", "slash", "filter", "Filter", "audit"),
+    KeySpec("audit.refresh", "ctrl+r", "refresh", "Refresh", "audit"),
     # Help and dialogs
     KeySpec("help.close", "escape,q,question_mark", "dismiss", "Close", "help"),
 )

@@ -74,6 +74,8 @@ class FleetModel:
         self._pending_hosts: dict[str, HostStateChanged] = {}
         self._pending_other: list[Event] = []
         self._attention = Attention()
+        self.touched: set[str] = set()
+        """Hosts that took part in runs since the store was last asked about them."""
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -113,6 +115,9 @@ class FleetModel:
                 continue
             row.pending_updates = value.pending_updates
             row.backup_state = value.backup_state
+            if value.os and one_line(value.os) != row.os:
+                row.os = one_line(value.os)
+                row.search = f"{row.search} {row.os.lower()}"
             newer = value.last_run_id is not None and (
                 row.last_run_id is None or value.last_run_id > row.last_run_id
             )
@@ -204,6 +209,8 @@ class FleetModel:
         others, self._pending_other = self._pending_other, []
         log: deque[LogLine] = deque()
         problems = 0
+        finished: list[int] = []
+        self.touched.update(pending)
         for name, event in pending.items():
             row = self.rows[name]
             row.last_run, row.last_run_id = event.state, event.run_id
@@ -237,6 +244,7 @@ class FleetModel:
                     )
                 )
             elif isinstance(event, RunFinished):
+                finished.append(event.run_id)
                 self.active_runs.pop(event.run_id, None)
                 self.known_runs[event.run_id] = event.state
                 bad = sum(event.counts.get(s, 0) for s in PROBLEM_STATES)
@@ -274,6 +282,7 @@ class FleetModel:
             sites_changed=sites_changed,
             log=tuple(sorted(log, key=lambda line: line.at)),
             attention_changed=attention_changed,
+            runs_finished=tuple(finished),
         )
 
     def note_runs(self, runs: Iterable[RunInfo]) -> list[LogLine]:

@@ -31,6 +31,8 @@ class HostStatus:
     last_run: str = ""
     """State of the host in its most recent run ("" when it never ran)."""
     last_run_id: int | None = None
+    os: str = ""
+    """The OS family the store knows now ("" keeps the inventory's): facts runs update it."""
 
 
 @dataclass(slots=True)
@@ -130,6 +132,8 @@ class FlushResult:
     sites_changed: bool = False
     log: tuple[LogLine, ...] = ()
     attention_changed: bool = False
+    runs_finished: tuple[int, ...] = ()
+    """Runs that ended in this flush: what the store knows of their hosts may have changed."""
 
     @property
     def empty(self) -> bool:

@@ -1,25 +1,27 @@
 """What the app is handed: settings, the event bus, the engine, and a source of fleet data.
 
 The dashboard never queries the database itself: it asks a ``FleetSource`` for plain values. The
-app uses ``StoreSource`` (mssp.store over the open database); tests of the view model and the
-benchmark use ``MemorySource`` with a list of records. Both give the same typed values.
+app uses ``StoreSource`` (tui/store_source.py: mssp.store over the open database); tests of the
+view model and the benchmark use ``MemorySource`` with a list of records. Both give the same typed
+values.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mssp.config import Settings
 from mssp.errors import NotFoundError
 from mssp.events import EventBus
 from mssp.inventory import HostRecord
-from tui.model import DOWN, REACHED_STATES, UP, HostStatus, SiteRow
+from tui.model import HostStatus, SiteRow
 
-FACTS_CHUNK = 500
+if TYPE_CHECKING:
+    from mssp.audit import Entry, VerifyResult
+    from mssp.scheduler import ScheduleInfo
+    from mssp.store.views import BackupCheckView
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,22 @@ class FleetSource(Protocol):
 
     async def recent_runs(self, limit: int = 20) -> list[RunInfo]: ...
 
+    async def record_runs(self, run_ids: Sequence[int]) -> None: ...
+
+    async def latest_backups(self) -> list[BackupCheckView]: ...
+
+    async def backup_history(self, host: str, limit: int = 50) -> list[BackupCheckView]: ...
+
+    async def schedules(self) -> list[ScheduleInfo]: ...
+
+    async def set_schedule_enabled(self, name: str, enabled: bool) -> ScheduleInfo: ...
+
+    async def audit_entries(
+        self, *, client: str | None = None, action: str | None = None, limit: int = 200
+    ) -> list[Entry]: ...
+
+    async def verify_audit(self) -> VerifyResult: ...
+
 
 class MemorySource:
     """A fleet held in memory (tests of the view model, the benchmark)."""
@@ -112,6 +130,10 @@ class MemorySource:
         self._snapshot = snapshot
         self._details = dict(details or {})
         self.runs: list[RunInfo] = []
+        self.backups: list[BackupCheckView] = []
+        """Verifications, oldest first (latest_backups keeps each host's last)."""
+        self.schedule_list: list[ScheduleInfo] = []
+        self.audit: list[Entry] = []
 
     async def snapshot(self) -> FleetSnapshot:
         return self._snapshot
@@ -122,6 +144,43 @@ class MemorySource:
     async def enrich(self, hosts: Sequence[HostRecord]) -> Enrichment:
         return Enrichment()  # the snapshot already carries every status
 
+    async def record_runs(self, run_ids: Sequence[int]) -> None:
+        return None  # verdicts are given to a MemorySource as values
+
+    async def latest_backups(self) -> list[BackupCheckView]:
+        latest = {c.host: c for c in self.backups}
+        return [latest[h] for h in sorted(latest)]
+
+    async def backup_history(self, host: str, limit: int = 50) -> list[BackupCheckView]:
+        return [c for c in reversed(self.backups) if c.host == host][:limit]
+
+    async def schedules(self) -> list[ScheduleInfo]:
+        return list(self.schedule_list)
+
+    async def set_schedule_enabled(self, name: str, enabled: bool) -> ScheduleInfo:
+        import dataclasses
+
+        for i, info in enumerate(self.schedule_list):
+            if info.name == name:
+                self.schedule_list[i] = dataclasses.replace(info, enabled=enabled)
+                return self.schedule_list[i]
+        raise NotFoundError(f"no schedule {name!r}")
+
+    async def audit_entries(
+        self, *, client: str | None = None, action: str | None = None, limit: int = 200
+    ) -> list[Entry]:
+        found = [
+            e
+            for e in self.audit
+            if (not client or e.client == client) and (not action or e.action.startswith(action))
+        ]
+        return found[-limit:]
+
+    async def verify_audit(self) -> VerifyResult:
+        from mssp.audit import verify_chain
+
+        return verify_chain(self.audit)
+
     async def host_detail(self, full_name: str) -> HostDetail:
         if full_name in self._details:
             return self._details[full_name]
@@ -129,160 +188,6 @@ class MemorySource:
             if record.full_name == full_name:
                 return HostDetail(record)
         raise NotFoundError(f"no host {full_name!r}")
-
-
-class StoreSource:
-    """The fleet as mssp.store and mssp.engine record it (the database must be open)."""
-
-    RECENT_RUNS = 20
-    STATUS_RUNS = 10
-    """Recent runs read to show each host's last state at start-up."""
-
-    async def snapshot(self) -> FleetSnapshot:
-        from mssp.store import inventory as store_inventory
-
-        hosts = await store_inventory.load_hosts()
-        sites = [
-            SiteRow(s.client, s.slug, reach=s.reach) for s in await store_inventory.list_sites()
-        ]
-        runs = await self.recent_runs(self.RECENT_RUNS)
-        failed = [r.run_id for r in runs if r.failed]
-        # Statuses, updates and backups come after the first paint (enrich): the inventory
-        # alone is what makes the dashboard usable in under 2 s with 10,000 hosts.
-        return FleetSnapshot(hosts=hosts, sites=sites, failed_runs=failed)
-
-    async def enrich(self, hosts: Sequence[HostRecord]) -> Enrichment:
-        """Host states from recent runs, pending updates from facts, backup verdicts. Each part
-        that fails is named in the warnings; the others still show."""
-        parts: dict[str, dict[str, Any]] = {h.full_name: {} for h in hosts}
-        warnings: list[str] = []
-        try:
-            for name, info in (await _run_states(hosts, self.STATUS_RUNS)).items():
-                parts[name].update(info)
-        except Exception as exc:  # a part of the view, never the whole dashboard
-            warnings.append(f"recent runs: {type(exc).__name__}: {exc}")
-        try:
-            for name, count in (await _pending_updates(hosts)).items():
-                parts[name]["pending_updates"] = count
-        except Exception as exc:
-            warnings.append(f"pending updates: {type(exc).__name__}: {exc}")
-        try:
-            for name, state in (await _backup_states()).items():
-                if name in parts:
-                    parts[name]["backup_state"] = state
-        except ImportError:
-            pass  # backups not part of this build
-        except Exception as exc:
-            warnings.append(f"backup verifications: {type(exc).__name__}: {exc}")
-        status = {name: HostStatus(**info) for name, info in parts.items() if info}
-        return Enrichment(status=status, warnings=warnings)
-
-    async def recent_runs(self, limit: int = 20) -> list[RunInfo]:
-        from mssp.engine import list_runs
-
-        return [
-            RunInfo(
-                run_id=r.run_id,
-                task=r.task,
-                target=r.target,
-                state=r.state,
-                counts=dict(r.counts),
-                failed=r.exit_code in (4, 5) or r.state == "halted",
-            )
-            for r in await list_runs(limit=limit)
-        ]
-
-    async def host_detail(self, full_name: str) -> HostDetail:
-        from mssp.engine import list_runs, load_summary
-        from mssp.store import inventory as store_inventory
-        from mssp.store.hostkeys import DbHostKeyStore
-
-        record = await store_inventory.get_host(full_name)
-        keys = [
-            f"{k.public_key}  ({k.fingerprint}{', CA' if k.is_ca else ''})"
-            for k in await DbHostKeyStore().keys(record)
-        ]
-        from mssp.store.facts import load_facts
-
-        found = await load_facts(record)
-        facts: Mapping[str, Any] = found.data if found else {}
-        facts_at = found.collected_at.timestamp() if found else None
-        backups: list[BackupCheckInfo] = []
-        with contextlib.suppress(ImportError):
-            from mssp.backups.history import host_history
-
-            backups = [
-                BackupCheckInfo(c.state, c.reason, c.checked_at.timestamp(), c.run_id)
-                for c in await host_history(full_name, limit=20)
-            ]
-        runs: list[HostRunInfo] = []
-        # Until the store offers "runs of one host", look through the recent runs.
-        for summary in await list_runs(limit=self.RECENT_RUNS):
-            full = await load_summary(summary.run_id)
-            for host in full.hosts:
-                if host.host == full_name:
-                    runs.append(
-                        HostRunInfo(
-                            run_id=full.run_id,
-                            task=full.task,
-                            state=host.state,
-                            exit_status=host.exit_status,
-                            stdout=host.stdout,
-                            stderr=host.stderr,
-                            error=host.error,
-                        )
-                    )
-        return HostDetail(
-            record, facts=facts, facts_at=facts_at, runs=runs, host_keys=keys, backups=backups
-        )
-
-
-def _iso_time(text: str | None) -> float | None:
-    return datetime.fromisoformat(text).timestamp() if text else None
-
-
-async def _run_states(hosts: Sequence[HostRecord], runs: int) -> dict[str, dict[str, Any]]:
-    """Each host's state in the newest of the last ``runs`` runs that included it."""
-    from mssp.engine import list_runs, load_summary
-
-    wanted = {h.full_name for h in hosts}
-    found: dict[str, dict[str, Any]] = {}
-    for summary in await list_runs(limit=runs):  # newest first
-        full = await load_summary(summary.run_id)
-        at = _iso_time(full.finished_at or full.started_at)
-        for host in full.hosts:
-            if host.host in wanted and host.host not in found:
-                info: dict[str, Any] = {"last_run": host.state, "last_run_id": full.run_id}
-                if host.state in REACHED_STATES:
-                    info.update(status=UP, last_seen=at)
-                elif host.state == "unreachable":
-                    info["status"] = DOWN
-                found[host.host] = info
-        if len(found) == len(wanted):
-            break
-    return found
-
-
-async def _pending_updates(hosts: Sequence[HostRecord]) -> dict[str, int]:
-    """The pending-updates count from each host's latest facts, read in chunks (documents can
-    be large; only the count is kept)."""
-    from mssp.store.facts import facts_for
-
-    by_id = {h.id: h.full_name for h in hosts if h.id is not None}
-    ids = list(by_id)
-    counts: dict[str, int] = {}
-    for start in range(0, len(ids), FACTS_CHUNK):
-        for host_id, facts in (await facts_for(ids[start : start + FACTS_CHUNK])).items():
-            updates = facts.data.get("updates")
-            if isinstance(updates, Mapping) and isinstance(updates.get("pending"), int):
-                counts[by_id[host_id]] = updates["pending"]
-    return counts
-
-
-async def _backup_states() -> dict[str, str]:
-    from mssp.backups.history import latest_checks
-
-    return {c.host: c.state for c in await latest_checks()}
 
 
 @dataclass
@@ -294,3 +199,12 @@ class Services:
     settings: Settings | None = None
     engine: Any | None = None
     """An mssp.engine.Engine; None when runs cannot be started (no engine wired)."""
+
+
+def __getattr__(name: str) -> Any:
+    # StoreSource lives in tui.store_source (it imports the values above); reached from here too.
+    if name == "StoreSource":
+        from tui.store_source import StoreSource
+
+        return StoreSource
+    raise AttributeError(name)

@@ -103,6 +103,18 @@ class DashboardScreen(MsspScreen):
         )
         self.enriched = True
 
+    @work(group="refresh", exit_on_error=False)
+    async def refresh_hosts(self, hosts, runs: tuple[int, ...]) -> None:
+        """After a run ended: re-read what the store now knows of its hosts (OS from facts,
+        pending updates, backup verdicts), so a facts or verify run shows without a reload."""
+        source = self.app.services.source  # type: ignore[attr-defined]
+        await source.record_runs(runs)
+        found = await source.enrich(hosts)
+        if found.status:
+            self.model.merge_status(found.status)
+            self.query_one(HostTable).rows_changed(frozenset(found.status), reordered=True)
+            self._update_header()
+
     @work(exclusive=True, group="runs", exit_on_error=False)
     async def watch_runs(self) -> None:
         """Learn of runs started or finished elsewhere: the database is the record."""
@@ -135,6 +147,10 @@ class DashboardScreen(MsspScreen):
             self.query_one(ClientTree).show(self.model.clients())
         if result.log:
             self._log_buffer.extend(result.log)
+        if result.runs_finished and self.model.touched:
+            names, self.model.touched = self.model.touched, set()
+            records = [self.model.records[n] for n in names if n in self.model.records]
+            self.refresh_hosts(records, result.runs_finished)
         self._update_header()
 
     def write_log(self) -> None:
@@ -225,6 +241,15 @@ class DashboardScreen(MsspScreen):
 
     def action_runs(self) -> None:
         self.app.open_runs()  # type: ignore[attr-defined]
+
+    def action_backups(self) -> None:
+        self.app.open_backups()  # type: ignore[attr-defined]
+
+    def action_schedules(self) -> None:
+        self.app.open_schedules()  # type: ignore[attr-defined]
+
+    def action_audit(self) -> None:
+        self.app.open_audit()  # type: ignore[attr-defined]
 
     def action_run(self) -> None:
         self.app.open_launcher(self.targets())  # type: ignore[attr-defined]

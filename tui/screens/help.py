@@ -22,6 +22,10 @@ SCOPE_TITLES = {
     "launcher": "Run launcher",
     "live_run": "Live run",
     "runs": "Runs history",
+    "backups": "Backups",
+    "backup_history": "Backup history",
+    "schedules": "Schedules",
+    "audit": "Audit log",
     "help": "This help",
 }
 

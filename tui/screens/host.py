@@ -97,7 +97,9 @@ class HostScreen(MsspScreen):
         if not detail.runs:
             runs.add_option(Option("no runs recorded for this host", disabled=True))
         for i, run in enumerate(detail.runs):
-            label = f"run {run.run_id}  {one_line(run.task):<20} {run.state:<12}"
+            at = run.finished_at or run.started_at
+            when = time.strftime("%m-%d %H:%M", time.localtime(at)) if at else "-"
+            label = f"run {run.run_id:<5} {when}  {one_line(run.task):<20} {run.state:<12}"
             if run.exit_status is not None:
                 label += f" exit {run.exit_status}"
             if run.error:

@@ -26,6 +26,7 @@ LARGE_TARGET = 25
 """Runs over more hosts than this ask for confirmation even when the task is harmless."""
 PREVIEW_NAMES = 12
 PREVIEW_DELAY = 0.15
+DEFAULT_TASKS = ("command", "facts")
 
 
 def _default_text(param: Param) -> str:
@@ -44,7 +45,11 @@ class RunLauncherScreen(MsspScreen):
     def __init__(self, targets: list[str], *, task: str = "", target: str = "") -> None:
         super().__init__(name="launcher")
         self.tasks: dict[str, type[Task]] = all_tasks()
-        self.initial_task = task if task in self.tasks else next(iter(self.tasks), "")
+        # Never a destructive task by default (the first by name is accounts.disable): the
+        # everyday one, a command, unless the caller chose.
+        fallback = next((t for t in DEFAULT_TASKS if t in self.tasks), next(iter(self.tasks), ""))
+        self.initial_task = task if task in self.tasks else fallback
+        self.task_given = task in self.tasks
         self.initial_target = target or ",".join(targets)
         self.matched: list[str] = []
         self.param_errors: dict[str, str] = {}
@@ -95,7 +100,21 @@ class RunLauncherScreen(MsspScreen):
             self.query_one("#task-help", Static).update("No task is registered (mssp.tasks).")
         await self._show_params(self.initial_task)
         self._preview()
-        self.query_one("#target" if self.initial_task else "#task").focus()
+        self._first_focus()
+
+    def _first_focus(self) -> None:
+        """Where the user types first: the task, unless the caller chose it; then the first
+        empty parameter, the target when empty, else the start button."""
+        if not self.task_given or not self.initial_task:
+            self.query_one("#task").focus()
+            return
+        empty = [i for i in self.query_one("#params").query(Input) if not i.value]
+        if empty:
+            empty[0].focus()
+        elif not self.query_one("#target", Input).value:
+            self.query_one("#target").focus()
+        else:
+            self.query_one("#start").focus()
 
     # -- task and parameters -----------------------------------------------------------------------
 
