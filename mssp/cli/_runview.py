@@ -76,12 +76,16 @@ async def with_engine(
         forks=max(settings.forks, forks or 0),
         per_client_limit=max(settings.per_client_limit, per_client or 0),
     )
+    from mssp.connectors.relay import manager_options, provider_from_settings
+
+    relay = provider_from_settings(settings, vault)
     async with db.database(settings):
         manager = ConnectionManager(
             limits,
             credentials=VaultCredentialResolver(vault) if vault else _NoCredentials(),
             host_keys=DbHostKeyStore(),
             max_open=max(1024, limits.forks * 4),
+            **manager_options(relay),
         )
         engine = Engine(
             settings,
@@ -95,6 +99,8 @@ async def with_engine(
         finally:
             await engine.aclose()
             await manager.aclose()
+            if relay is not None:
+                await relay.aclose()
 
 
 class _NoCredentials:

@@ -191,13 +191,25 @@ def site_add(cli: CliContext, full_name: str, name: str, reach: str, as_json: bo
 @json_option
 @pass_cli
 def site_list(cli: CliContext, client: str | None, as_json: bool) -> None:
-    """List sites, of every client or of one."""
-    infos = run_with_database(cli.settings, lambda: inv.list_sites(client))
+    """List sites, of every client or of one; relayed sites with their agent's presence."""
+    from mssp.cli.sites import presence_for_listing
+
+    async def work() -> tuple[list[inv.SiteInfo], dict[str, Any], str]:
+        infos = await inv.list_sites(client)
+        agents, source, _ = await presence_for_listing(cli.settings)
+        return infos, agents, source
+
+    infos, agents, source = run_with_database(cli.settings, work)
     rows = [{**dataclasses.asdict(i), "site": i.full_name} for i in infos]
     if as_json:
-        emit_json(rows)
+        from mssp.connectors.relay_ops import agent_json
+
+        emit_json([{**r, **agent_json(agents.get(r["site"]), source)} for r in rows])
         return
-    print_table(rows, ["site", "name", "reach", "hosts"])
+    for row in rows:
+        agent = agents.get(row["site"])
+        row["agent"] = agent.status if agent is not None else "-"
+    print_table(rows, ["site", "name", "reach", "hosts", "agent"])
 
 
 @site_group.command("remove")

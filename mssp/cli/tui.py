@@ -50,21 +50,35 @@ async def _run(settings, vault) -> None:
             await MsspApp(Services(StoreSource(), bus, settings, None)).run_async()
             return
         from mssp.connections import ConnectionManager
+        from mssp.connectors.relay import manager_options, provider_from_settings
+        from mssp.connectors.relay_ops import PresenceWatcher
         from mssp.engine import Engine
         from mssp.store.credentials import VaultCredentialResolver
         from mssp.store.hostkeys import DbHostKeyStore
         from mssp.store.secrets import VaultSecretSource
 
+        relay = provider_from_settings(settings, vault)
         manager = ConnectionManager(
-            settings, credentials=VaultCredentialResolver(vault), host_keys=DbHostKeyStore()
+            settings,
+            credentials=VaultCredentialResolver(vault),
+            host_keys=DbHostKeyStore(),
+            **manager_options(relay),
         )
+        # agent presence from the relay: stored, and AgentPresenceChanged on the bus
+        watcher = PresenceWatcher(relay, bus) if relay is not None else None
         try:
             async with Engine(
                 settings, connections=manager, bus=bus, secrets=VaultSecretSource(vault)
             ) as engine:
+                if watcher is not None:
+                    watcher.start()
                 await MsspApp(Services(StoreSource(), bus, settings, engine)).run_async()
         finally:
+            if watcher is not None:
+                await watcher.aclose()
             await manager.aclose()
+            if relay is not None:
+                await relay.aclose()
 
 
 def register(group: click.Group) -> None:

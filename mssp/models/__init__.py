@@ -7,4 +7,5 @@ MODEL_MODULES = [
     "mssp.models.notify",
     "mssp.models.backups",
     "mssp.models.sessions",
+    "mssp.models.relay",
 ]

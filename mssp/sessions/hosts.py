@@ -37,17 +37,23 @@ async def session_connections(
     settings: Settings, vault: Vault, *, relay: object | None = None
 ) -> AsyncIterator[ConnectionManager]:
     """A connection manager for interactive work: few retries (a person is waiting)."""
+    from mssp.connectors.relay import manager_options, provider_from_settings
     from mssp.store.credentials import VaultCredentialResolver
     from mssp.store.hostkeys import DbHostKeyStore
 
+    # relayed sites go through the site's agent unless the caller brings its own provider
+    own = provider_from_settings(settings, vault) if relay is None else None
+    options = manager_options(own) if own is not None else {"relay": relay}
     manager = ConnectionManager(
         settings,
         credentials=VaultCredentialResolver(vault),
         host_keys=DbHostKeyStore(),
-        relay=relay,  # type: ignore[arg-type]
         connect_attempts=2,
+        **options,  # type: ignore[arg-type]
     )
     try:
         yield manager
     finally:
         await manager.aclose()
+        if own is not None:
+            await own.aclose()
