@@ -5,8 +5,8 @@ message, per client, however often it is seen):
 - a backup verification that is not VERIFIED (key ``backup:<host>``), cleared by a VERIFIED one;
 - a scheduled run with failed, unreachable or timed-out hosts (``run:<schedule>:<client>``);
 - a site agent offline longer than a threshold (``agent:<client>/<site>``), from the engine
-  bus's AgentPresenceChanged events, which the relay publishes (the seam: until the relay
-  connector publishes them, no agent incident is ever opened).
+  bus's AgentPresenceChanged events, which the relay's presence watcher publishes
+  (mssp.connectors.relay_ops.PresenceWatcher, started when a relay is configured).
 It runs in the foreground (Ctrl-C or SIGTERM stops it cleanly); ``--install-unit`` writes a
 systemd user unit that runs the same command.
 """
@@ -236,26 +236,38 @@ async def serve(
     """Open the database, the connections and the engine; run the daemon until ``stop``."""
     from mssp import db
     from mssp.connections import ConnectionManager
+    from mssp.connectors.relay import manager_options, provider_from_settings
+    from mssp.connectors.relay_ops import PresenceWatcher
     from mssp.engine import Engine
     from mssp.store.credentials import VaultCredentialResolver
     from mssp.store.hostkeys import DbHostKeyStore
     from mssp.store.secrets import VaultSecretSource
 
     async with db.database(settings):
+        relay = provider_from_settings(settings, vault)
         manager = ConnectionManager(
             settings,
             credentials=VaultCredentialResolver(vault),
             host_keys=DbHostKeyStore(),
+            **manager_options(relay),
         )
-        engine = Engine(
-            settings, connections=manager, bus=EventBus(), secrets=VaultSecretSource(vault)
-        )
+        bus = EventBus()
+        engine = Engine(settings, connections=manager, bus=bus, secrets=VaultSecretSource(vault))
         daemon = Daemon(engine, Notifier(await notify_targets(vault)), options=options)
+        # Agent presence from the relay keeps the links known, wakes the offline queue when an
+        # agent returns (AgentPresenceChanged) and feeds the agent-offline notifications.
+        watcher = PresenceWatcher(relay, bus) if relay is not None else None
         try:
+            if watcher is not None:
+                watcher.start()
             await daemon.run(stop)
         finally:
+            if watcher is not None:
+                await watcher.aclose()
             await engine.aclose()
             await manager.aclose()
+            if relay is not None:
+                await relay.aclose()
 
 
 UNIT_TEMPLATE = """\

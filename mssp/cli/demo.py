@@ -29,6 +29,22 @@ def _remember_vault_key_file(settings: Settings) -> Settings:
     return settings.replace(vault_key_file=key_file)
 
 
+def _relay_up(settings: Settings) -> None:
+    """Start (or repair) the lab relay and the relay-only site's agent, so that site is reached."""
+    from mssp.lab import relaylink
+    from mssp.lab.state import load
+
+    state = load(settings)
+    if state is None or not any(s.reach == "relay" for s in state.sites):
+        return
+    click.echo("demo: starting the lab relay and the relay-only site's agent")
+    env = dict(os.environ)
+    if settings.vault_key_file is not None:
+        env.setdefault("MSSP_VAULT_KEY_FILE", str(settings.vault_key_file))
+    link = run_async(relaylink.up(settings, env))
+    click.echo(f"demo: agent of {link.site} online through the relay")
+
+
 def _lab_running(settings: Settings) -> bool:
     from mssp.lab.host import power_state
     from mssp.lab.state import lab_dir, load
@@ -89,7 +105,10 @@ def demo(
         click.echo(f"demo: {len(state.hosts)} lab hosts up in {state.started_seconds:.1f} s")
         for note in state.notes:
             click.echo(f"note: {note}")
-    cli._settings = _remember_vault_key_file(settings)
+    settings = _remember_vault_key_file(settings)
+    cli._settings = settings
+    if os.geteuid() == 0:
+        _relay_up(settings)
     if no_tui:
         click.echo(
             "demo: ready. Try `mssp hosts 'client:lab-*' --json` or `mssp` for the dashboard."

@@ -8,12 +8,13 @@ network namespace; nothing here ever touches another network):
   extra address 198.18.n.(10+i) on the site side, where its sshd listens on port 22.
 - the relay-only site: a namespace with no veth to the core at all. Its hosts listen on
   127.0.1.(10+i) on the site's own loopback, reachable only from inside the site, i.e. by the
-  site's relay agent once the relay issue lands. Planned uplink for that agent (not created yet):
+  site's relay agent. Its uplink (made by mssp/lab/relaylink.py, `mssp lab relay up`):
   a veth ``mssplabu<n>`` with 198.19.n.1/30 in the root namespace (where the relay listens, and
   its only root-side service) and 198.19.n.2/30 in the site; the site's rule table gets
-  "ipproto tcp dport RELAY_PORT to 198.19.n.1 lookup main" so the agent can dial out to the relay
-  and nothing else (netfilter and tc actions are not available on these machines; policy rules
-  are). The hosts never listen on the uplink, so nothing in the root namespace reaches them.
+  "ipproto tcp dport 18443 to 198.19.n.1 lookup main" (rule pref 900) so the agent can dial out
+  to the relay and nothing else (netfilter and tc actions are not available on these machines;
+  policy rules are). The hosts never listen on the uplink, so nothing in the root namespace
+  reaches them.
 - with ``--windows``, the first direct site also holds a SIMULATED Windows host (the WinRM
   helper's WS-Management endpoint with recorded replies, not Windows) at 198.18.n.9:5986 (HTTPS).
 """

@@ -278,6 +278,11 @@ async def down(
     is left alone unless ``force``.
     """
     say = progress or (lambda _msg: None)
+    # The lab relay runs in the root namespace, which the teardown below does not sweep.
+    from mssp.lab import relaylink
+
+    if (await relaylink.down(settings)).get("stopped"):
+        say("stopped the lab relay and its agent")
     with locked(settings):
         state = load(settings)
         if state is not None and state.mode == "reduced" and not force:
