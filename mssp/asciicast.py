@@ -124,11 +124,18 @@ def _fail(path: Path, line: int, message: str) -> RecordingError:
     return RecordingError(f"{path}:{line}: {message}")
 
 
-def _parse_header(path: Path, raw: str) -> Header:
+def _loads(path: Path, line: int, raw: str, what: str) -> Any:
+    """json.loads for a line of a recording (a file anyone could hand us): malformed JSON, deep
+    nesting (RecursionError) and integers of more than 4,300 digits (ValueError) alike are a
+    RecordingError."""
     try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        raise _fail(path, 1, "header is not JSON") from None
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        raise _fail(path, line, f"{what} is not JSON") from None
+
+
+def _parse_header(path: Path, raw: str) -> Header:
+    value = _loads(path, 1, raw, "header")
     if not isinstance(value, dict) or value.get("version") != 2:
         raise _fail(path, 1, "not an asciicast v2 header")
     width, height = value.get("width"), value.get("height")
@@ -150,10 +157,7 @@ def _parse_header(path: Path, raw: str) -> Header:
 
 
 def _parse_event(path: Path, number: int, raw: str, previous: float) -> Event:
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        raise _fail(path, number, "event is not JSON") from None
+    value = _loads(path, number, raw, "event")
     if not (isinstance(value, list) and len(value) == 3):
         raise _fail(path, number, "event must be [time, code, data]")
     t, code, data = value

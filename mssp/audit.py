@@ -12,11 +12,12 @@ signed records of the chain head (seq, hash) written somewhere off the machine.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import hashlib
 import json
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -155,6 +156,39 @@ async def intent(action: str, **kwargs: Any) -> int:
 async def outcome(intent_seq: int, action: str, *, result: str, **kwargs: Any) -> int:
     """Write the outcome entry that completes an intent."""
     return await record(action, result=result, intent_seq=intent_seq, **kwargs)
+
+
+class _Action:
+    """The open audit record of one action (see ``action``): add outcome details as you go."""
+
+    def __init__(self, seq: int) -> None:
+        self.seq = seq
+        self.detail: dict[str, Any] = {}
+
+
+@contextlib.asynccontextmanager
+async def action(
+    name: str, *, client: str = "", target: str = "", detail: Mapping[str, Any] | None = None
+) -> AsyncIterator[_Action]:
+    """``async with audit.action("site.enroll", client=..., target=...) as a:`` writes the
+    intent before the block (AuditError refuses the action) and the outcome after it: "ok", or
+    "failed" with the error's title when the block raises (the error propagates)."""
+    seq = await intent(name, client=client, target=target, detail=detail)
+    handle = _Action(seq)
+    try:
+        yield handle
+    except BaseException as exc:
+        title = getattr(exc, "title", type(exc).__name__)
+        await outcome(
+            seq,
+            name,
+            result="failed",
+            client=client,
+            target=target,
+            detail={**handle.detail, "error": title},
+        )
+        raise
+    await outcome(seq, name, result="ok", client=client, target=target, detail=handle.detail)
 
 
 async def entries(

@@ -10,8 +10,11 @@ visible mark in between.
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 TRUNCATED_MARK = "[mssp: output truncated, {dropped} characters dropped]"
 
@@ -39,6 +42,42 @@ def neutralise(text: str) -> str:
     if text.isprintable() or not _UNSAFE.search(text):
         return text
     return _UNSAFE.sub(lambda m: "\\r" if m.group() == "\r" else _escape(m), text)
+
+
+MAX_DATA_DEPTH = 64
+"""Structured results nested deeper than this are cut (a parser of host output could return
+anything json.loads accepts)."""
+TOO_DEEP = "[mssp: nested too deeply]"
+_MAX_INT_BITS = 13_000
+
+
+def neutralise_data(value: Any, *, _depth: int = 0) -> Any:
+    """Neutralise every string of a structured result, keys and values, recursively.
+
+    What a task parsed (os-release fields, package names, a Windows reply) came from the host as
+    much as its raw output did. The result is plain JSON data: mappings become dicts with string
+    keys, sequences become lists, and anything else (a float that JSON cannot carry, an object)
+    becomes its neutralised text, so what is stored is exactly what any view may show.
+    """
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        # beyond ~4,300 digits int -> text (hence json.dumps) raises ValueError
+        return value if value.bit_length() <= _MAX_INT_BITS else "[mssp: integer too large]"
+    if isinstance(value, str):
+        return neutralise(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if _depth >= MAX_DATA_DEPTH:
+        return TOO_DEEP
+    if isinstance(value, Mapping):
+        return {
+            neutralise(k if isinstance(k, str) else str(k)): neutralise_data(v, _depth=_depth + 1)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        return [neutralise_data(v, _depth=_depth + 1) for v in value]
+    return neutralise(str(value))
 
 
 @dataclass(frozen=True)

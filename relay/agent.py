@@ -159,8 +159,8 @@ async def join(
             raise TokenError(f"cannot reach the relay at {token.relay_url}: {exc}") from None
     if status != 200:
         try:
-            reason = protocol.reason(json.loads(text)["error"])
-        except (ValueError, KeyError, TypeError, RelayProtocolError):
+            reason = protocol.reason(protocol.loads(text, "join refusal")["error"])
+        except (KeyError, TypeError, RelayProtocolError):
             reason = f"HTTP {status}"
         raise TokenError(f"enrolment refused by the relay: {reason}")
     config = AgentConfig(
@@ -253,6 +253,10 @@ class Agent:
                     except (RelayError, aiohttp.ClientError, OSError, TimeoutError) as exc:
                         self.last_error = str(exc)
                         log.warning("agent %s: %s", self.config.site_id, exc)
+                    except Exception as exc:  # the relay is not trusted: whatever one message
+                        # does to the link, the agent reconnects instead of exiting
+                        self.last_error = f"{type(exc).__name__}: {exc}"
+                        log.exception("agent %s: link failed unexpectedly", self.config.site_id)
                     if self._stop.is_set():
                         break
                     attempt = 0 if was_online else attempt + 1
@@ -345,6 +349,8 @@ class Agent:
             raise
         except (RelayError, asyncssh.Error, OSError, TimeoutError) as exc:
             log.info("%s ended: %s", label, exc)
+        except Exception:  # whatever the relay sends, one session never takes the agent down
+            log.exception("%s ended unexpectedly", label)
 
     async def _cancel_sessions(self) -> None:
         for task in list(self._sessions):

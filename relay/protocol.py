@@ -242,17 +242,26 @@ def check(message: Any, schema: Schema, what: str) -> dict[str, Any]:
     return out
 
 
+def loads(text: str | bytes, what: str) -> Any:
+    """``json.loads`` for untrusted text: any failure is a RelayProtocolError.
+
+    Besides malformed JSON that covers what json.loads raises on hostile but well-formed input:
+    RecursionError on deep nesting (``[[[[…``, a few KB) and ValueError on an integer of more
+    than 4,300 digits.
+    """
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise RelayProtocolError(f"{what}: not JSON") from None
+
+
 def decode(
     text: str | bytes, schema: Schema, what: str, *, limit: int = MAX_CONTROL_MESSAGE
 ) -> dict[str, Any]:
     """Parse one JSON control message and validate it."""
     if len(text) > limit:
         raise RelayProtocolError(f"{what}: message too large")
-    try:
-        message = json.loads(text)
-    except (ValueError, UnicodeDecodeError):
-        raise RelayProtocolError(f"{what}: not JSON") from None
-    return check(message, schema, what)
+    return check(loads(text, what), schema, what)
 
 
 def encode(message: Mapping[str, Any]) -> str:
@@ -262,8 +271,8 @@ def encode(message: Mapping[str, Any]) -> str:
 def kind(text: str | bytes, *, limit: int = MAX_CONTROL_MESSAGE) -> str:
     """The ``t`` field of a control message (for dispatch); validation still follows."""
     try:
-        message = json.loads(text) if len(text) <= limit else None
-    except (ValueError, UnicodeDecodeError):
+        message = loads(text, "control message") if len(text) <= limit else None
+    except RelayProtocolError:
         message = None
     if not isinstance(message, dict) or not isinstance(message.get("t"), str):
         raise RelayProtocolError("control message without a type")

@@ -234,18 +234,21 @@ class RelayServer:
             if hello["key"] is not None:
                 raise Refused("protocol", "hello fields do not fit this endpoint")
             rec = self.registry.site(hello["site"])
-            if rec is not None and rec.revoked:
-                raise Refused("revoked", "this site is revoked")
             key = rec.agent_key if rec else None
         else:
+            rec = None
             key = hello["key"] if hello["key"] in self.registry.data.cores else None
         payload = protocol.auth_payload(
             endpoint, nonce, self.pin, site=hello["site"], session=hello["session"]
         )
         if key is None or not protocol.verify(key, payload, hello["sig"]):
             self._fail_limiter.allow(ip)
-            # One message for unknown site, unknown key and bad signature alike.
+            # One message for unknown site, revoked site, unknown key and bad signature alike.
             raise Refused("auth", "authentication failed")
+        if rec is not None and rec.revoked:
+            # Only the site's own (revoked) agent learns why: it must stop, not retry. Saying
+            # "revoked" before the signature would tell a stranger which sites exist.
+            raise Refused("revoked", "this site is revoked")
         self._authed.add(id(request.protocol))
         hello["key"] = key
         return hello

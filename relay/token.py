@@ -163,8 +163,8 @@ def parse(text: str, *, now: float | None = None, check_expiry: bool = True) -> 
     if len(raw) < 8 or hashlib.sha256(payload).digest()[:4] != check:
         raise TokenError("join token is damaged or truncated (checksum mismatch); copy it again")
     try:
-        body = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
+        body = protocol.loads(payload, "join token")
+    except RelayProtocolError:
         raise TokenError("join token is damaged (not JSON)") from None
     if not isinstance(body, dict) or set(body) != set(_FIELDS) or body.get("v") != 1:
         raise TokenError("join token has an unknown version or layout")

@@ -272,10 +272,14 @@ def test_vault_passwd_and_rotate_key(run, ready) -> None:
         == 0
     )
     actions = [e["action"] for e in json.loads(run("audit", "list", "--json").output)]
+    # each vault change is an intent entry written before it and an outcome entry after it
     assert actions == [
         "cred.add",
         "vault.passwd",
+        "vault.passwd",
         "vault.rotate-key",
+        "vault.rotate-key",
+        "vault.passwd",
         "vault.passwd",
         "cred.update",
     ]

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from mssp.backups.evidence import Access, CheckEvidence, SnapshotInfo
@@ -162,24 +163,35 @@ def parse_time(text: str) -> datetime:
     return stamp.astimezone(UTC)
 
 
+def _loads(text: str) -> Any:
+    """json.loads whose only error is ValueError (hostile nesting raises RecursionError)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
 def parse_snapshots(text: str) -> list[SnapshotInfo]:
     """``snapshots --json``, oldest first. ValueError on anything that is not that."""
-    data = json.loads(text or "[]")
+    data = _loads(text or "[]")
     if data is None:
         return []
     if not isinstance(data, list):
         raise ValueError("restic snapshots --json did not print a list")
-    snapshots = [
-        SnapshotInfo(
-            id=item["id"],
-            short_id=item.get("short_id") or item["id"][:8],
-            time=parse_time(item["time"]),
-            hostname=item.get("hostname", ""),
-            paths=tuple(item.get("paths") or ()),
-            tags=tuple(item.get("tags") or ()),
-        )
-        for item in data
-    ]
+    try:
+        snapshots = [
+            SnapshotInfo(
+                id=str(item["id"]),
+                short_id=str(item.get("short_id") or item["id"][:8]),
+                time=parse_time(str(item["time"])),
+                hostname=str(item.get("hostname", "")),
+                paths=tuple(str(p) for p in item.get("paths") or ()),
+                tags=tuple(str(t) for t in item.get("tags") or ()),
+            )
+            for item in data
+        ]
+    except (KeyError, TypeError, AttributeError):
+        raise ValueError("restic snapshots --json printed a snapshot without id or time") from None
     return sorted(snapshots, key=lambda s: s.time)
 
 
@@ -198,10 +210,19 @@ def parse_indexes(text: str) -> dict[str, int]:
     pos = 0
     text = text.strip()
     while pos < len(text):
-        doc, end = decoder.raw_decode(text, pos)
-        for pack in doc.get("packs") or ():
-            size = max((b["offset"] + b["length"] for b in pack.get("blobs") or ()), default=0)
-            packs[pack["id"]] = max(size, packs.get(pack["id"], 0))
+        try:
+            doc, end = decoder.raw_decode(text, pos)
+        except RecursionError:
+            raise ValueError("restic index nested too deeply") from None
+        if not isinstance(doc, dict):
+            raise ValueError("restic cat index printed something other than an index")
+        try:
+            for pack in doc.get("packs") or ():
+                blobs = pack.get("blobs") or ()
+                size = max((int(b["offset"]) + int(b["length"]) for b in blobs), default=0)
+                packs[str(pack["id"])] = max(size, packs.get(str(pack["id"]), 0))
+        except (KeyError, TypeError, AttributeError):
+            raise ValueError("restic index entry without pack id, offset or length") from None
         pos = end
         while pos < len(text) and text[pos].isspace():
             pos += 1
@@ -322,21 +343,29 @@ def parse_ls(text: str) -> list[Node]:
     files = []
     for line in text.splitlines():
         try:
-            item = json.loads(line)
+            item = _loads(line)
         except ValueError:
+            continue
+        if not isinstance(item, dict):
             continue
         if item.get("struct_type") != "node" or item.get("type") != "file":
             continue
         path = item.get("path", "")
-        if not path.startswith("/") or any(ord(c) < 32 for c in path):
+        if not isinstance(path, str) or not path.startswith("/"):
+            continue
+        if any(ord(c) < 32 for c in path):
             continue  # control characters in a name: never worth the quoting risk
         mtime = None
-        if item.get("mtime"):
+        if isinstance(item.get("mtime"), str) and item["mtime"]:
             try:
                 mtime = parse_time(item["mtime"])
             except ValueError:
                 mtime = None
-        files.append(Node(path=path, size=int(item.get("size") or 0), mtime=mtime))
+        try:
+            size = int(item.get("size") or 0)
+        except (TypeError, ValueError):
+            continue
+        files.append(Node(path=path, size=size, mtime=mtime))
     return files
 
 
@@ -430,7 +459,7 @@ class BackupSummary:
 def parse_backup(text: str) -> BackupSummary:
     for line in reversed(text.splitlines()):
         try:
-            item = json.loads(line)
+            item = _loads(line)
         except ValueError:
             continue
         if isinstance(item, dict) and item.get("message_type") == "summary":

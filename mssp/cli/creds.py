@@ -7,6 +7,8 @@ read from a file or generated here.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import os
 import sys
@@ -20,7 +22,7 @@ import click
 from mssp import audit
 from mssp.cli.common import CliContext, emit_json, handle_errors, json_option, pass_cli, print_table
 from mssp.cli.init import new_passphrase, open_vault, prompt_passphrase, run_with_database
-from mssp.errors import UsageError
+from mssp.errors import AuditError, UsageError
 from mssp.store import credentials as creds
 from mssp.store import write_transaction
 from mssp.vault import Secret, change_passphrase, passphrase_from_settings
@@ -270,14 +272,45 @@ def cred_remove(cli: CliContext, ref: str, force: bool, yes: bool, as_json: bool
         click.echo(f"credential {ref} removed")
 
 
+async def _audited(
+    action: str,
+    change: Callable[[], Awaitable[T]],
+    *,
+    target: str = "",
+    detail: dict[str, Any] | None = None,
+    done: Callable[[T], dict[str, Any]] | None = None,
+) -> T:
+    """Run a change that cannot share a transaction with its audit entry (the vault file): an
+    intent entry first (AuditError refuses the change before anything is touched), then the
+    change, then its outcome (``done`` gives the outcome's detail). Never put a secret in a
+    detail."""
+    seq = await audit.intent(action, target=target, detail=detail)
+    try:
+        result = await change()
+    except BaseException as exc:
+        with contextlib.suppress(AuditError):  # the intent already says it was attempted
+            await audit.outcome(
+                seq, action, target=target, result="failed", detail={"error": type(exc).__name__}
+            )
+        raise
+    await audit.outcome(
+        seq, action, target=target, result="ok", detail=done(result) if done else detail
+    )
+    return result
+
+
 def _passwd(cli: CliContext) -> None:
     settings = cli.settings
     with handle_errors():
         old = passphrase_from_settings(settings, prompt=prompt_passphrase("Current passphrase"))
         new = new_passphrase()
-        change_passphrase(settings.vault_path, old, new)
+
+    async def change() -> None:
+        await asyncio.to_thread(change_passphrase, settings.vault_path, old, new)
+
     run_with_database(
-        settings, lambda: audit.record("vault.passwd", target=str(settings.vault_path))
+        settings,
+        lambda: _audited("vault.passwd", change, target=str(settings.vault_path)),
     )
     click.echo("vault passphrase changed (credentials were not re-encrypted: not needed)")
     if settings.vault_key_file is not None:
@@ -318,12 +351,20 @@ def vault_rotate_key(cli: CliContext, as_json: bool) -> None:
     """
     vault = open_vault(cli.settings)
 
-    async def work() -> int:
-        count = await creds.rotate_data_key(vault)
-        await audit.record(
-            "vault.rotate-key", detail={"key_version": vault.key_version, "credentials": count}
+    before = vault.key_version
+
+    def work() -> Awaitable[int]:
+        return _audited(
+            "vault.rotate-key",
+            lambda: creds.rotate_data_key(vault),
+            target=str(cli.settings.vault_path),
+            detail={"key_version": before},
+            done=lambda count: {
+                "key_version": vault.key_version,
+                "previous": before,
+                "credentials": count,
+            },
         )
-        return count
 
     count = run_with_database(cli.settings, work)
     if as_json:

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from mssp import audit
 from mssp.cli.common import CliContext, emit_json, handle_errors, json_option, pass_cli, print_table
 from mssp.cli.init import run_with_database
 from mssp.errors import UsageError
@@ -71,15 +72,19 @@ def schedule_add(
 
     async def work() -> Any:
         validated = get_task(task)(raw).params
-        return await add_schedule(
-            name,
-            cron_text=cron_text,
-            task=task,
-            target=target,
-            params={k: validated[k] for k in raw},
-            timezone=timezone,
-            options=RunOptions(timeout=parse_duration(timeout, "--timeout") if timeout else None),
-        )
+        detail = {"cron": cron_text, "task": task, "target": target, "params": sorted(raw)}
+        async with audit.action("schedule.add", target=name, detail=detail):
+            return await add_schedule(
+                name,
+                cron_text=cron_text,
+                task=task,
+                target=target,
+                params={k: validated[k] for k in raw},
+                timezone=timezone,
+                options=RunOptions(
+                    timeout=parse_duration(timeout, "--timeout") if timeout else None
+                ),
+            )
 
     info = run_with_database(cli.settings, work)
     if as_json:
@@ -126,7 +131,12 @@ def schedule_list(cli: CliContext, as_json: bool) -> None:
 def _toggle(cli: CliContext, name: str, enabled: bool, as_json: bool) -> None:
     from mssp.scheduler import set_enabled
 
-    info = run_with_database(cli.settings, lambda: set_enabled(name, enabled))
+    async def work() -> Any:
+        action = "schedule.enable" if enabled else "schedule.disable"
+        async with audit.action(action, target=name):
+            return await set_enabled(name, enabled)
+
+    info = run_with_database(cli.settings, work)
     if as_json:
         emit_json(info.to_json())
     else:
@@ -159,7 +169,11 @@ def schedule_remove(cli: CliContext, name: str, as_json: bool) -> None:
     """Remove a schedule."""
     from mssp.scheduler import remove_schedule
 
-    run_with_database(cli.settings, lambda: remove_schedule(name))
+    async def work() -> None:
+        async with audit.action("schedule.remove", target=name):
+            await remove_schedule(name)
+
+    run_with_database(cli.settings, work)
     if as_json:
         emit_json({"removed": name})
     else:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from mssp import audit
 from mssp.connectors import relay_store
 from mssp.connectors.relay import RelayPaths, translate
 from mssp.errors import ConfigError, NotFoundError, RelayUnavailable, UsageError
@@ -43,20 +44,23 @@ async def enroll(paths: RelayPaths, full_name: str, *, ttl: int = DEFAULT_TTL) -
 
     client, site, relay_site_id = await relay_store.prepare_enrolment(full_name)
     endpoint = await paths.endpoint()
-    try:
-        issued = join_token.issue(
-            endpoint.url, endpoint.pin, relay_site_id, endpoint.core_public_key, ttl=ttl
+    async with audit.action("site.enroll", client=client, target=f"{client}/{site}") as entry:
+        try:
+            issued = join_token.issue(
+                endpoint.url, endpoint.pin, relay_site_id, endpoint.core_public_key, ttl=ttl
+            )
+        except RelayError as exc:
+            raise UsageError(str(exc)) from None
+        rc = await paths.client()
+        try:
+            await rc.register_token(issued)
+        except Exception as exc:
+            raise translate(exc, "relay") from None
+        record = await relay_store.save_enrolment(
+            paths.vault, f"{client}/{site}", relay_site_id, issued.binding_secret, issued.expires_at
         )
-    except RelayError as exc:
-        raise UsageError(str(exc)) from None
-    rc = await paths.client()
-    try:
-        await rc.register_token(issued)
-    except Exception as exc:
-        raise translate(exc, "relay") from None
-    record = await relay_store.save_enrolment(
-        paths.vault, f"{client}/{site}", relay_site_id, issued.binding_secret, issued.expires_at
-    )
+        # never the token or the binding secret: only when the token stops working
+        entry.detail.update(relay_site_id=relay_site_id, token_expires=str(issued.expires_at))
     return Enrolment(
         record.full_name, relay_site_id, issued.token, record.token_expires_at, endpoint.url
     )
@@ -69,8 +73,9 @@ async def revoke(paths: RelayPaths, full_name: str) -> relay_store.AgentRecord:
     if record is None:
         await relay_store.prepare_enrolment(full_name)  # NotFoundError for a missing site
         raise NotFoundError(f"site {full_name} has no enrolled agent")
-    await paths.revoke(record.relay_site_id)
-    return await relay_store.mark_revoked(full_name)
+    async with audit.action("site.revoke", client=client, target=f"{client}/{site}"):
+        await paths.revoke(record.relay_site_id)
+        return await relay_store.mark_revoked(full_name)
 
 
 async def refresh_presence(paths: RelayPaths) -> list[relay_store.AgentRecord]:

@@ -14,7 +14,8 @@ from typing import Any
 
 from mssp import events
 from mssp.config import Settings
-from mssp.engine import recovery, store
+from mssp.engine import auditing, recovery, store
+from mssp.engine.auditing import RunAudit
 from mssp.engine.drive import RunDriver
 from mssp.engine.hosts import HostSource, StoreHosts, select_hosts
 from mssp.engine.options import RunOptions, RunSummary
@@ -22,7 +23,7 @@ from mssp.engine.queries import load_summary
 from mssp.engine.runner import ConnectionSource, SecretSource
 from mssp.engine.state import HostState, RunState
 from mssp.engine.waves import plan_waves
-from mssp.errors import NotFoundError, RunError, UsageError
+from mssp.errors import AuditError, NotFoundError, RunError, UsageError
 from mssp.inventory import HostRecord
 from mssp.models.runs import HostRun, Run
 from mssp.tasks.base import Task, get_task
@@ -197,29 +198,56 @@ class Engine:
     ) -> int:
         await self.start()
         waves = plan_waves(selected, batch=options.batch_size, canary=options.canary)
-        run_id = await store.create_run(
-            task=task.name,
-            target=target,
-            params=params,
-            options=options,
-            waves=waves,
-            owner=self.owner,
-            started_by=f"{getpass.getuser()}@{socket.gethostname()}",
-            retry_of=retry_of,
+        # The intent comes first: when it cannot be written (AuditError) nothing is created.
+        action = "run.retry" if retry_of is not None else "run.start"
+        trail = RunAudit(
+            action,
+            target,
+            await auditing.run_intent(
+                action,
+                task=task.name,
+                target=target,
+                params=params,
+                hosts=selected,
+                check=options.check,
+                retry_of=retry_of,
+            ),
         )
+        try:
+            run_id = await store.create_run(
+                task=task.name,
+                target=target,
+                params=params,
+                options=options,
+                waves=waves,
+                owner=self.owner,
+                started_by=f"{getpass.getuser()}@{socket.gethostname()}",
+                retry_of=retry_of,
+            )
+        except BaseException as exc:
+            await auditing.run_outcome(
+                trail, run_id=None, result="failed", message=f"not created: {type(exc).__name__}"
+            )
+            raise
         self.hook("run-created")
         self.bus.publish(
             events.RunStarted(
                 run_id=run_id, task=task.name, target=target, host_count=len(selected)
             )
         )
-        self._launch(run_id, task, options, {h.full_name: h for h in selected})
+        self._launch(run_id, task, options, {h.full_name: h for h in selected}, trail)
         return run_id
 
     def _launch(
-        self, run_id: int, task: Task, options: RunOptions, hosts: dict[str, HostRecord]
+        self,
+        run_id: int,
+        task: Task,
+        options: RunOptions,
+        hosts: dict[str, HostRecord],
+        trail: RunAudit,
     ) -> RunDriver:
         driver = RunDriver(self, run_id, task, options, hosts)
+        driver.audit = trail
         self._drivers[run_id] = driver
         self._update_idle()
         task_ = asyncio.create_task(self._drive(driver), name=f"mssp-run-{run_id}")
@@ -228,20 +256,29 @@ class Engine:
 
     async def _drive(self, driver: RunDriver) -> None:
         try:
-            await driver.drive()
+            await driver.drive()  # writes its outcome entries as it finishes
         except asyncio.CancelledError:
             if driver.release_on_cancel:  # engine closing: leave the run for another engine
                 await self.writer.write(
                     lambda tx: store.set_run(tx, driver.run_id, RunState.WAITING, owner="")
                 )
+                await self._audit_end(driver, "released", "left waiting for another engine")
             raise
-        except Exception:
+        except Exception as exc:
             log.exception("run %s stopped on an error; its states stay as recorded", driver.run_id)
+            await self._audit_end(driver, "error", f"stopped on an error: {type(exc).__name__}")
         finally:
             self._drivers.pop(driver.run_id, None)
             self._driver_tasks.pop(driver.run_id, None)
             self._waiting.discard(driver)
             self._update_idle()
+
+    async def _audit_end(self, driver: RunDriver, result: str, message: str) -> None:
+        if driver.audit is not None:
+            await auditing.run_outcome(
+                driver.audit, run_id=driver.run_id, result=str(result), message=message
+            )
+            driver.audit = None
 
     async def wait(self, run_id: int, *, include_offline: bool = False) -> RunSummary:
         """Await the run's end, or the point where only offline-queued hosts remain (unless
@@ -266,6 +303,7 @@ class Engine:
         that process notices within a second."""
         driver = self._drivers.get(run_id)
         if driver is not None:
+            await auditing.record_cancel(run_id, immediate=immediate)
             if driver.cancel_mode is None:
                 await self.writer.write(lambda tx: store.set_run(tx, run_id, RunState.CANCELLING))
             driver.cancel(immediate=immediate)
@@ -281,6 +319,7 @@ class Engine:
             RunState.INTERRUPTED,
         ):
             raise RunError(f"run {run_id} is already {run.state}")
+        await auditing.record_cancel(run_id, immediate=immediate)
         if run.owner and run.owner != self.owner and recovery.owner_alive(run.owner):
             await self.writer.write(lambda tx: store.set_run(tx, run_id, RunState.CANCELLING))
             return
@@ -312,6 +351,19 @@ class Engine:
         names = await HostRun.filter(run_id=run_id).values_list("host_name", flat=True)
         pool = {h.full_name: h for h in await self.hosts.load_hosts()}
         hosts = {n: pool[n] for n in names if n in pool}
+        trail = RunAudit(
+            "run.resume",
+            run.target,
+            await auditing.run_intent(
+                "run.resume",
+                task=run.task,
+                target=run.target,
+                params=run.params or {},
+                hosts=list(hosts.values()),
+                check=options.check,
+                run_id=run_id,
+            ),
+        )
 
         async def claim(tx: Any) -> bool:
             ok = await store.claim_run(
@@ -330,16 +382,23 @@ class Engine:
             return ok
 
         if not await self.writer.write(claim):
+            await auditing.run_outcome(
+                trail, run_id=run_id, result="refused", message="taken over by another process"
+            )
             raise RunError(f"run {run_id} was taken over by another process")
-        self._launch(run_id, task, options, hosts)
+        self._launch(run_id, task, options, hosts, trail)
         return run_id
 
     async def adopt_waiting(self) -> list[int]:
         """Take over waiting runs (offline queue) nobody owns; returns their ids."""
         adopted = []
         for run in await Run.filter(state=RunState.WAITING, owner="").values("id"):
-            with contextlib.suppress(RunError):
+            try:
                 adopted.append(await self.resume(run["id"]))
+            except RunError:
+                continue
+            except AuditError as exc:  # fail closed: the run stays waiting, unowned
+                log.error("run %s not adopted: %s", run["id"], exc.message)
         return adopted
 
     async def retry(self, run_id: int, *, which: Sequence[str]) -> int:

@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING
 
 from mssp import events
 from mssp.engine import recovery, store
+from mssp.engine.auditing import RunAudit, run_outcome
 from mssp.engine.options import RunOptions
 from mssp.engine.queue import offline_phase
 from mssp.engine.runner import HostOutcome, HostWork, run_host
 from mssp.engine.state import FAILURE_STATES, FINAL_HOST_STATES, HostState, RunState
 from mssp.engine.store import HostRow
 from mssp.engine.waves import max_fail_exceeded
-from mssp.errors import MsspError
+from mssp.errors import DatabaseError, MsspError
 from mssp.inventory import HostRecord
 from mssp.output import neutralise, safe_output
 from mssp.tasks.base import Task
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 LOCK_RETRY = 0.5
 #: seconds between checks that the holder of a busy host is still alive
 STALE_SWEEP = 2.0
+#: the error of a host whose final state could not be written at all
+UNRECORDED = "the outcome could not be recorded (database error); see the log of the core"
 
 
 class RunDriver:
@@ -70,6 +73,8 @@ class RunDriver:
         self._grace_task: asyncio.Task[None] | None = None
         self.settled = asyncio.get_running_loop().create_future()
         """Resolved when the run finished, or only offline-queued hosts remain."""
+        self.audit: RunAudit | None = None
+        """The run's open intent entries (set by the engine), completed when the run ends."""
 
     # ---- control -----------------------------------------------------------------------
     def cancel(self, *, immediate: bool = False) -> None:
@@ -154,6 +159,19 @@ class RunDriver:
             state, message = RunState.HALTED, halted
         else:
             state, message = RunState.FINISHED, ""
+
+        # Every host task has ended by now: a host still "running" in the database is one whose
+        # final write failed. A finished run never shows a host running.
+        stuck = await self.write(
+            lambda tx: store.settle_running(tx, self.run_id, HostState.INTERRUPTED, UNRECORDED)
+        )
+        if stuck:
+            log.error("run %s: %d host(s) had no recorded outcome: interrupted", self.run_id, stuck)
+        # The outcome entries are written before the run shows as ended, so whoever sees the
+        # final state finds its audit trail complete.
+        if self.audit is not None:
+            await run_outcome(self.audit, run_id=self.run_id, result=state.value, message=message)
+            self.audit = None
         await self.write(
             lambda tx: store.set_run(
                 tx, self.run_id, state, message=message, owner="", finished=True
@@ -304,7 +322,10 @@ class RunDriver:
                 if task is not None:
                     task.uncancel()
                 outcome = HostOutcome(HostState.CANCELLED, 0, error="cancelled while running")
-            await self._record(row, outcome)
+            try:
+                await self._record(row, outcome)
+            except Exception:  # never an unretrieved task error; _finish settles the row
+                log.exception("recording %s in run %s failed", row.host_name, self.run_id)
         finally:
             self._running.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
             self._done.put_nowait(row)
@@ -323,6 +344,8 @@ class RunDriver:
             await save_facts(host.id, facts)
         except MsspError as exc:  # the run's result stands; the facts are a by-product
             log.warning("facts of %s not saved: %s", host_name, exc.message)
+        except Exception as exc:  # a database error, or facts of an unexpected shape
+            log.warning("facts of %s not saved: %s: %s", host_name, type(exc).__name__, exc)
 
     async def _record(self, row: HostRow, outcome: HostOutcome) -> None:
         self.engine.hook("before-final-commit")
@@ -359,7 +382,9 @@ class RunDriver:
             error=neutralise(outcome.error),  # error text can quote what a host sent
             result={**outcome.data, "duration": round(outcome.duration, 3)},
         )
-        await self.write(lambda tx: store.finish(tx, [final]))
+        final = await self._commit_final(final, outcome)
+        if final.state != outcome.state.value:
+            outcome = replace(outcome, state=HostState(final.state), data={})
         self.engine.hook("after-final-commit")
         await self._save_facts(row.host_name, outcome)
         self.parked.pop(row.id, None)
@@ -384,6 +409,35 @@ class RunDriver:
                     )
                 )
         self._publish(events.RunProgressed(run_id=self.run_id, counts=self._counts()))
+
+    async def _commit_final(self, final: store.Final, outcome: HostOutcome) -> store.Final:
+        """Commit a host's final state; returns what was recorded.
+
+        If the database refuses the results (a value it cannot store), the state is recorded
+        without them and the error says so; if even that fails, the host is recorded as
+        interrupted when the run finishes (see ``_finish``). Never raises a database error: the
+        host task must end, and its run must not report a host that is still running.
+        """
+        try:
+            await self.write(lambda tx: store.finish(tx, [final]))
+            return final
+        except DatabaseError as exc:
+            log.error("results of %s in run %s not recorded: %s", final.host_name, self.run_id, exc)
+            note = f"the results could not be recorded ({exc.message}); output dropped"
+            bare = replace(
+                final,
+                stdout="",
+                stderr="",
+                truncated=bool(outcome.stdout or outcome.stderr),
+                error=neutralise(f"{final.error}; {note}" if final.error else note),
+                result={"duration": final.result.get("duration", 0.0)},
+            )
+        try:
+            await self.write(lambda tx: store.finish(tx, [bare]))
+            return bare
+        except DatabaseError as exc:
+            log.error("state of %s in run %s not recorded: %s", final.host_name, self.run_id, exc)
+            return replace(bare, state=HostState.INTERRUPTED.value, error=UNRECORDED)
 
 
 def _drain(queue: asyncio.Queue[HostRow | None]) -> list[HostRow | None]:

@@ -9,6 +9,7 @@ machine cannot be checked from here and are left alone.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from mssp.engine import store
 from mssp.engine.state import HostState, RunState
 from mssp.engine.tx import Tx
 from mssp.models.runs import HostLock, Run
+
+log = logging.getLogger(__name__)
 
 INTERRUPTED_MESSAGE = "the core stopped while this host was running; its outcome is unknown"
 
@@ -108,6 +111,7 @@ async def reconcile(writer_write, me: str) -> Reconciled:
         interrupted.append(run["id"])
         message = f"interrupted: the process that ran it ({run['owner'] or 'unknown'}) died"
         await writer_write(lambda tx, r=run, m=message: reconcile_run(tx, r["id"], r["state"], m))
+        await _audit_interrupted(run["id"], run["state"], message)
     stale = [
         lock
         for lock in await HostLock.all().values("host_name", "owner", "run_id")
@@ -133,3 +137,25 @@ async def _release(tx: Tx, run_id: int, owner: str) -> None:
     )
     await tx.execute("DELETE FROM host_lock WHERE run_id = ?", [run_id])
     await tx.execute("UPDATE run SET owner = '' WHERE id = ? AND owner = ?", [run_id, owner])
+
+
+async def _audit_interrupted(run_id: int, state: str, message: str) -> None:
+    """The dead process's intent entries stay open; this says what became of its run. What was
+    reconciled stays reconciled if the log cannot be written (logged, not raised)."""
+    from mssp import audit
+    from mssp.engine.auditing import run_clients
+    from mssp.errors import AuditError
+
+    result = "cancelled" if state == RunState.CANCELLING else "interrupted"
+    try:
+        for client in await run_clients(run_id) or [""]:
+            await audit.record(
+                "run.reconciled",
+                actor=process_identity(),
+                client=client,
+                target=f"run {run_id}",
+                detail={"run": run_id, "message": message},
+                result=result,
+            )
+    except AuditError as exc:
+        log.error("run %s: reconciliation not audited: %s", run_id, exc.message)

@@ -15,7 +15,7 @@ from mssp.engine.retry import Backoff, should_retry
 from mssp.engine.state import HostState
 from mssp.errors import CommandError, CommandTimeout, ConnectError, MsspError
 from mssp.inventory import HostRecord
-from mssp.output import safe_output
+from mssp.output import neutralise, neutralise_data, safe_output
 from mssp.tasks.base import Task, TaskContext, TaskResult
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,12 @@ _STATUS = {
 
 
 def _result_outcome(result: TaskResult, attempts: int, cap: int, started: float) -> HostOutcome:
+    """What a task returned, made safe: its message and data are host output too (a parsed
+    os-release field, a package name), so every string in them is neutralised here, before the
+    store, the facts, events or any view sees them."""
     out, err = safe_output(result.stdout, cap), safe_output(result.stderr, cap)
+    message = neutralise(result.message)
+    data = neutralise_data(dict(result.data))
     return HostOutcome(
         state=_STATUS[result.status],
         attempts=attempts,
@@ -84,8 +89,8 @@ def _result_outcome(result: TaskResult, attempts: int, cap: int, started: float)
         stdout=out.text,
         stderr=err.text,
         truncated=result.truncated or out.truncated or err.truncated,
-        error=result.message if result.status == "failed" else "",
-        data={"message": result.message, **dict(result.data)} if result.message else result.data,
+        error=message if result.status == "failed" else "",
+        data={"message": message, **data} if message else data,
         duration=time.monotonic() - started,
     )
 

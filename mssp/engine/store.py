@@ -239,6 +239,21 @@ async def settle_queued(
     return await tx.execute(sql, params)
 
 
+async def settle_running(tx: Tx, run_id: int, state: HostState, message: str) -> int:
+    """Move hosts of a run still marked running to ``state`` and free their locks; how many.
+
+    Only for a run whose host tasks have all ended (a host whose final write failed)."""
+    at = now()
+    count = await tx.execute(
+        "UPDATE host_run SET state = ?, error = ?, finished_at = ?, updated_at = ? "
+        "WHERE run_id = ? AND state = ?",
+        [state.value, message, at, at, run_id, HostState.RUNNING.value],
+    )
+    if count:
+        await tx.execute("DELETE FROM host_lock WHERE run_id = ?", [run_id])
+    return count
+
+
 async def set_run(
     tx: Tx,
     run_id: int,

@@ -53,6 +53,9 @@ class StateWriter:
         """
         self.start()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        # A caller cancelled while waiting never reads a failure: mark it read (no "exception
+        # was never retrieved"); the failure is logged by _attempt already.
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._pending.append((op, future))
         self._flushed.clear()
         self._wake.set()
@@ -77,8 +80,27 @@ class StateWriter:
                 self._flushed.set()
 
     async def _commit(self, batch: list[tuple[Op, asyncio.Future[Any]]]) -> None:
+        """Commit the batch; if it keeps failing, commit its writes one by one, so one bad
+        write (a value the database refuses) fails alone instead of taking its neighbours'
+        results with it."""
+        error = await self._attempt(batch, attempts=1 if len(batch) > 1 else _ATTEMPTS)
+        if error is None:
+            return
+        if len(batch) > 1:
+            for item in batch:
+                await self._commit([item])
+            return
+        failure = DatabaseError(f"cannot record run state: {type(error).__name__}: {error}")
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(failure)
+
+    async def _attempt(
+        self, batch: list[tuple[Op, asyncio.Future[Any]]], *, attempts: int
+    ) -> BaseException | None:
+        """Try to commit ``batch`` up to ``attempts`` times; the last error, or None once done."""
         error: BaseException | None = None
-        for attempt in range(_ATTEMPTS):
+        for attempt in range(attempts):
             try:
                 results = []
                 async with write_transaction() as tx:
@@ -96,8 +118,5 @@ class StateWriter:
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
-            return
-        failure = DatabaseError(f"cannot record run state: {type(error).__name__}: {error}")
-        for _, future in batch:
-            if not future.done():
-                future.set_exception(failure)
+            return None
+        return error

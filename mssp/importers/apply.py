@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from mssp import audit
 from mssp.db import write_transaction
 from mssp.errors import DatabaseError, InventoryError, MsspError
 from mssp.importers.plan import (
@@ -116,6 +117,7 @@ async def apply_plan(plan: ImportPlan) -> ApplyResult:
                     path=parsed.path,
                 )
             await _write(plan, existing, conn)
+            await _audit(plan)  # in the same transaction: both or neither
     except MsspError:
         raise
     except Exception as exc:  # driver errors: nothing was committed
@@ -129,6 +131,32 @@ async def apply_plan(plan: ImportPlan) -> ApplyResult:
         unchanged=plan.count("unchanged"),
         left=plan.count("left"),
     )
+
+
+MAX_AUDITED_NAMES = 200
+"""Host names listed per change kind in an import's audit entry; beyond that only counts."""
+
+
+async def _audit(plan: ImportPlan) -> None:
+    """One ``inventory.import`` entry per client the import writes to (AuditError refuses the
+    whole import). Names and counts only: an inventory file may hold secrets, its fields never
+    go to the log."""
+    parsed = plan.parsed
+    per_client: dict[str, dict[str, dict[str, list[str]]]] = {}
+    for change in plan.changes:
+        if change.action not in ("create", "update"):
+            continue
+        client = change.name.split("/", 1)[0]
+        by_action = per_client.setdefault(client, {})
+        by_action.setdefault(change.action + "d", {}).setdefault(change.kind, []).append(
+            change.name
+        )
+    for client, by_action in sorted(per_client.items()):
+        detail: dict[str, Any] = {"format": parsed.format, "rule": parsed.rule}
+        for action, kinds in sorted(by_action.items()):
+            detail[action] = {k: sorted(v)[:MAX_AUDITED_NAMES] for k, v in sorted(kinds.items())}
+            detail[f"{action}_count"] = {k: len(v) for k, v in sorted(kinds.items())}
+        await audit.record("inventory.import", client=client, target=parsed.path, detail=detail)
 
 
 async def _write(plan: ImportPlan, existing: ExistingInventory, conn: Any) -> None:

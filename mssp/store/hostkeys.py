@@ -12,6 +12,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
+from mssp import audit
 from mssp.connectors.base import HostKeyInfo
 from mssp.errors import NotFoundError, UsageError
 from mssp.inventory import HostRecord
@@ -82,25 +83,52 @@ class DbHostKeyStore:
         return [row.public_key for row in rows]
 
     async def pin(self, host: HostRecord, key: HostKeyInfo, *, is_ca: bool = False) -> None:
-        """Pin a key (idempotent: pinning a key already pinned changes nothing)."""
+        """Pin a key (idempotent: pinning a key already pinned changes nothing).
+
+        Audited in the same transaction, both or neither: ``hostkey.pin`` for a host's first
+        key, ``hostkey.repin`` when it already trusts others. AuditError refuses the pin."""
         algorithm, public_key = normalise_public_key(key.public_key)
+        print_ = key.fingerprint or fingerprint(public_key)
         async with write_transaction():
             host_id = await _host_id(host)
             if await HostKey.filter(host_id=host_id, public_key=public_key).exists():
                 return
+            earlier = await HostKey.filter(host_id=host_id).values_list("fingerprint", flat=True)
             await HostKey.create(
                 host_id=host_id,
                 algorithm=algorithm,
                 public_key=public_key,
-                fingerprint=key.fingerprint or fingerprint(public_key),
+                fingerprint=print_,
                 is_ca=is_ca,
+            )
+            await audit.record(
+                "hostkey.repin" if earlier else "hostkey.pin",
+                client=host.client,
+                target=host.full_name,
+                detail={
+                    "algorithm": algorithm,
+                    "fingerprint": print_,
+                    "ca": is_ca,
+                    "already_trusted": sorted(earlier),
+                },
             )
 
     async def forget(self, host: HostRecord) -> int:
-        """Remove every pin of a host (after a legitimate re-install); returns how many."""
+        """Remove every pin of a host (after a legitimate re-install); returns how many.
+
+        Audited in the same transaction (``hostkey.forget``); AuditError refuses it."""
         async with write_transaction():
             host_id = await _host_id(host)
-            return await HostKey.filter(host_id=host_id).delete()
+            earlier = await HostKey.filter(host_id=host_id).values_list("fingerprint", flat=True)
+            count = await HostKey.filter(host_id=host_id).delete()
+            if count:
+                await audit.record(
+                    "hostkey.forget",
+                    client=host.client,
+                    target=host.full_name,
+                    detail={"fingerprints": sorted(earlier)},
+                )
+            return count
 
     async def keys(self, host: HostRecord) -> list[PinnedKey]:
         host_id = await _host_id(host)

@@ -15,6 +15,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
+from mssp import audit
 from mssp.config import Settings
 from mssp.connections import ConnectionManager
 from mssp.connectors import relay_ops, relay_store
@@ -205,6 +206,15 @@ async def test_revoke_cuts_the_live_agent_within_seconds(world) -> None:
         async with manager.connection(host):
             pass
     await manager.aclose()
+    # enrolment and revocation are in the audit log, each as intent then outcome, no secret
+    entries = [e for e in await audit.entries() if e.action.startswith("site.")]
+    assert [(e.action, e.result) for e in entries] == [
+        ("site.enroll", "intent"),
+        ("site.enroll", "ok"),
+        ("site.revoke", "intent"),
+        ("site.revoke", "ok"),
+    ]
+    assert all(e.target == "acme/branch" for e in entries)
 
 
 async def test_presence_is_stored_and_published(world) -> None:

@@ -25,19 +25,59 @@ RESULT_CODES = {
 
 
 def load_json(text: str, what: str) -> Any:
-    """Parse a script's JSON reply (a BOM or CR/LF around it is harmless)."""
+    """Parse a script's JSON reply (a BOM or CR/LF around it is harmless).
+
+    Hostile but well-formed JSON is a TaskError too: deep nesting (RecursionError) and integers
+    of more than 4,300 digits (ValueError)."""
     try:
         return json.loads(text.strip().lstrip("\ufeff") or "null")
-    except ValueError:
+    except (ValueError, RecursionError):
         raise TaskError(
             f"unexpected reply from the {what} script: {text.strip()[:120]!r}"
         ) from None
+
+
+def load_object(text: str, what: str) -> dict[str, Any]:
+    """A reply that must be one JSON object (``null`` or ``""``, PowerShell's "nothing", is {})."""
+    return as_object(load_json(text, what), what)
+
+
+def as_object(value: Any, what: str) -> dict[str, Any]:
+    if value is None or value == "":
+        return {}
+    if not isinstance(value, dict):
+        raise TaskError(f"unexpected reply from the {what} script: expected a JSON object")
+    return value
+
+
+def as_objects(value: Any, what: str) -> list[dict[str, Any]]:
+    """A list of objects (or one bare object, PowerShell 5.1's one-element array)."""
+    return [as_object(item, what) for item in as_list(value)]
 
 
 def as_list(value: Any) -> list[Any]:
     if value is None or value == "":
         return []
     return list(value) if isinstance(value, list) else [value]
+
+
+def as_int(value: Any, what: str) -> int:
+    """An integer field; missing or empty is 0; anything else not an integer is a TaskError."""
+    if value is None or value == "" or value is False:
+        return 0
+    try:
+        return int(value)
+    except (ValueError, TypeError, OverflowError):
+        raise TaskError(f"unexpected reply from the {what} script: not a number") from None
+
+
+def as_float(value: Any, what: str) -> float:
+    if value is None or value == "" or value is False:
+        return 0.0
+    try:
+        return float(value)
+    except (ValueError, TypeError, OverflowError):
+        raise TaskError(f"unexpected reply from the {what} script: not a number") from None
 
 
 _MS_DATE = re.compile(r"/Date\((-?\d+)\)/")
@@ -50,7 +90,10 @@ def as_time(value: Any) -> str:
     text = str(value)
     match = _MS_DATE.search(text)
     if match:
-        moment = datetime.datetime.fromtimestamp(int(match.group(1)) / 1000, datetime.UTC)
+        try:
+            moment = datetime.datetime.fromtimestamp(int(match.group(1)) / 1000, datetime.UTC)
+        except (ValueError, OverflowError, OSError):  # a date no clock can show: keep the text
+            return text
         return moment.isoformat()
     return text
 
@@ -87,9 +130,10 @@ class UpdateSearch:
 
 
 def parse_wu_search(text: str) -> UpdateSearch:
-    data = load_json(text, "Windows Update search") or {}
+    what = "Windows Update search"
+    data = load_object(text, what)
     updates = []
-    for item in as_list(data.get("updates")):
+    for item in as_objects(data.get("updates"), what):
         updates.append(
             WindowsUpdate(
                 id=str(item.get("id", "")),
@@ -98,8 +142,8 @@ def parse_wu_search(text: str) -> UpdateSearch:
                 severity=str(item.get("severity") or ""),
                 categories=tuple(str(c) for c in as_list(item.get("categories"))),
                 downloaded=bool(item.get("downloaded")),
-                reboot_behavior=int(item.get("reboot_behavior") or 0),
-                size=int(item.get("size") or 0),
+                reboot_behavior=as_int(item.get("reboot_behavior"), what),
+                size=as_int(item.get("size"), what),
             )
         )
     return UpdateSearch(tuple(updates), bool(data.get("reboot_required")))
@@ -132,21 +176,22 @@ class InstallOutcome:
 
 
 def parse_wu_install(text: str) -> InstallOutcome:
-    data = load_json(text, "Windows Update install") or {}
+    what = "Windows Update install"
+    data = load_object(text, what)
     items = []
-    for item in as_list(data.get("updates")):
+    for item in as_objects(data.get("updates"), what):
         items.append(
             InstalledUpdate(
                 id=str(item.get("id", "")),
                 title=str(item.get("title", "")),
                 kb=tuple(str(k) for k in as_list(item.get("kb"))),
-                result=RESULT_CODES.get(int(item.get("result_code") or 0), "unknown"),
-                hresult=int(item.get("hresult") or 0),
+                result=RESULT_CODES.get(as_int(item.get("result_code"), what), "unknown"),
+                hresult=as_int(item.get("hresult"), what),
                 reboot_required=bool(item.get("reboot_required")),
             )
         )
     return InstallOutcome(
-        result=RESULT_CODES.get(int(data.get("result_code") or 0), "unknown"),
+        result=RESULT_CODES.get(as_int(data.get("result_code"), what), "unknown"),
         reboot_required=bool(data.get("reboot_required")),
         updates=tuple(items),
     )
@@ -174,7 +219,7 @@ class WindowsUserState:
 
 
 def parse_user_state(text: str) -> WindowsUserState:
-    data = load_json(text, "local user") or {}
+    data = load_object(text, "local user")
     return WindowsUserState(
         exists=bool(data.get("exists")),
         administrators_group=str(data.get("administrators_group") or "Administrators"),
@@ -197,7 +242,7 @@ class WindowsService:
 
 
 def parse_service(text: str) -> WindowsService:
-    data = load_json(text, "service") or {}
+    data = load_object(text, "service")
     return WindowsService(
         name=str(data.get("name", "")),
         exists=bool(data.get("exists")),
@@ -212,15 +257,16 @@ def parse_facts(text: str) -> dict[str, Any]:
     data = load_json(text, "facts")
     if not isinstance(data, dict) or "os" not in data:
         raise TaskError("the facts script returned no operating-system data")
-    os_info = data.get("os") or {}
-    memory = data.get("memory") or {}
-    total, free = int(memory.get("total") or 0), int(memory.get("free") or 0)
-    cpu = data.get("cpu") or {}
+    what = "facts"
+    os_info = as_object(data.get("os"), what)
+    memory = as_object(data.get("memory"), what)
+    total, free = as_int(memory.get("total"), what), as_int(memory.get("free"), what)
+    cpu = as_object(data.get("cpu"), what)
     build = str(os_info.get("build", ""))
     ubr = os_info.get("ubr")
     disks = []
-    for disk in as_list(data.get("disks")):
-        size, avail = int(disk.get("size") or 0), int(disk.get("free") or 0)
+    for disk in as_objects(data.get("disks"), what):
+        size, avail = as_int(disk.get("size"), what), as_int(disk.get("free"), what)
         disks.append(
             {
                 "mount": str(disk.get("mount", "")),
@@ -239,7 +285,7 @@ def parse_facts(text: str) -> dict[str, Any]:
             "admin": str(u.get("name", "")).lower() in admins,
             "last_logon": as_time(u.get("last_logon")),
         }
-        for u in as_list(data.get("users"))
+        for u in as_objects(data.get("users"), what)
     ]
     return {
         "os": {
@@ -256,11 +302,11 @@ def parse_facts(text: str) -> dict[str, Any]:
             "release": str(os_info.get("version", "")),
             "machine": str(os_info.get("architecture", "")),
         },
-        "uptime_seconds": float(data.get("uptime_seconds") or 0),
+        "uptime_seconds": as_float(data.get("uptime_seconds"), what),
         "last_boot": as_time(data.get("last_boot")),
         "cpu": {
-            "count": int(cpu.get("count") or 0),
-            "load_percent": int(cpu.get("load_percent") or 0),
+            "count": as_int(cpu.get("count"), what),
+            "load_percent": as_int(cpu.get("load_percent"), what),
         },
         "memory": {
             "total": total,
