@@ -282,6 +282,21 @@ async def test_host_key_store(db: Settings) -> None:
     assert await store.pinned(rec) == []
 
 
+async def test_pins_cached_for_a_fleet_but_never_a_stale_none(db: Settings) -> None:
+    """Pins are read in one query for many hosts; a pin made by another process is seen at once
+    where the cache said "none" (which would otherwise let a first contact pin a second key)."""
+    await _acme()
+    a = await inv.create_host("acme-dental", "main-office", "a", address="a")
+    b = await inv.create_host("acme-dental", "main-office", "b", address="b")
+    info = HostKeyInfo("ssh-ed25519", ED25519, fingerprint(ED25519))
+    await DbHostKeyStore().pin(a, info)
+    fleet = DbHostKeyStore(cache_seconds=3600)
+    assert await fleet.pinned(a) == [ED25519]
+    assert await fleet.pinned(b) == []
+    await DbHostKeyStore().pin(b, info)  # another process pins b
+    assert await fleet.pinned(b) == [ED25519]
+
+
 async def test_resolver_gives_host_credentials(db: Settings, vault: Vault) -> None:
     await _acme()
     await add_credential(

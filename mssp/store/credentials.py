@@ -10,6 +10,7 @@ A host may use its own client's credentials and global ones, never another clien
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -258,22 +259,31 @@ class VaultCredentialResolver:
     its client's credential named "default", else the global "default"; without any, every field
     is None (the connector then fails with AuthError)."""
 
-    def __init__(self, vault: Vault) -> None:
+    def __init__(self, vault: Vault, *, cache_seconds: float = 30.0) -> None:
         self._vault = vault
+        # A fleet run resolves the same few credentials for hundreds of hosts: each is read and
+        # decrypted once per ``cache_seconds`` (a changed credential is seen after that).
+        self._cache_seconds = cache_seconds
+        self._cache: dict[object, tuple[float, _Login | None]] = {}
 
     async def _login(self, host: HostRecord) -> _Login | None:
         credential_id = host.credential_id
         if credential_id is None and host.id is None:
             credential_id = await _stored_credential_id(host, "credential_id")
+        key: object = credential_id if credential_id is not None else ("default", host.client)
+        now = time.monotonic()
+        cached = self._cache.get(key)
+        if cached is not None and now - cached[0] <= self._cache_seconds:
+            return cached[1]
         if credential_id is not None:
             row = await Credential.get_or_none(id=credential_id)
         else:
             row = await Credential.get_or_none(client__slug=host.client, name=DEFAULT_NAME)
             if row is None:
                 row = await Credential.get_or_none(client_id=None, name=DEFAULT_NAME)
-        if row is None:
-            return None
-        return _Login(row.kind, _decrypt(self._vault, row))
+        login = None if row is None else _Login(row.kind, _decrypt(self._vault, row))
+        self._cache[key] = (now, login)
+        return login
 
     async def resolve(self, host: HostRecord) -> Credentials:
         # imported at use: the connection layer (asyncssh) stays out of plain inventory commands

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -68,11 +69,39 @@ async def _host_id(host: HostRecord) -> int:
 
 
 class DbHostKeyStore:
-    """Host key pins in the database (implements mssp.connections.HostKeyStore)."""
+    """Host key pins in the database (implements mssp.connections.HostKeyStore).
+
+    A fleet run asks for the pins of hundreds of hosts at once: they are read in one query and
+    kept for ``cache_seconds``; a pin or forget made through this store clears the cache.
+    """
+
+    def __init__(self, *, cache_seconds: float = 30.0) -> None:
+        self._cache_seconds = cache_seconds
+        self._pins: dict[int, list[str]] | None = None
+        self._loaded_at = 0.0
+
+    async def _all_pins(self) -> dict[int, list[str]]:
+        now = time.monotonic()
+        if self._pins is None or now - self._loaded_at > self._cache_seconds:
+            pins: dict[int, list[str]] = {}
+            rows = (
+                await HostKey.filter(is_ca=False)
+                .order_by("id")
+                .values_list("host_id", "public_key")
+            )
+            for host_id, public_key in rows:
+                pins.setdefault(host_id, []).append(public_key)
+            self._pins, self._loaded_at = pins, now
+        return self._pins
 
     async def pinned(self, host: HostRecord) -> list[str]:
         """The host's pinned keys (not CA keys), oldest first, in OpenSSH form."""
         host_id = await _host_id(host)
+        cached = (await self._all_pins()).get(host_id)
+        if cached:
+            return list(cached)
+        # "No pin" is what lets a first contact pin a key (accept-new): never trust a cached
+        # "none", another process may have pinned this host since the cache was read.
         rows = await HostKey.filter(host_id=host_id, is_ca=False).order_by("id")
         return [row.public_key for row in rows]
 
@@ -89,6 +118,7 @@ class DbHostKeyStore:
         key, ``hostkey.repin`` when it already trusts others. AuditError refuses the pin."""
         algorithm, public_key = normalise_public_key(key.public_key)
         print_ = key.fingerprint or fingerprint(public_key)
+        self._pins = None
         async with write_transaction():
             host_id = await _host_id(host)
             if await HostKey.filter(host_id=host_id, public_key=public_key).exists():
@@ -117,6 +147,7 @@ class DbHostKeyStore:
         """Remove every pin of a host (after a legitimate re-install); returns how many.
 
         Audited in the same transaction (``hostkey.forget``); AuditError refuses it."""
+        self._pins = None
         async with write_transaction():
             host_id = await _host_id(host)
             earlier = await HostKey.filter(host_id=host_id).values_list("fingerprint", flat=True)
