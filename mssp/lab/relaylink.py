@@ -139,13 +139,46 @@ async def _uplink(site: SiteState, address: str, port: int) -> str:
             f"link set dev {UPLINK} addrgenmode none",
             f"addr add 198.19.{n}.2/30 dev {UPLINK}",
             f"link set dev {UPLINK} up",
-            # the only way out of the site: TCP to the relay's address and port
-            "rule del pref 32766",
-            f"rule add pref 900 ipproto tcp dport {port} to {address}/32 lookup main",
         ],
         netns=site.netns,
     )
+    # The only way out of the site: TCP to the relay's address and port. Rules are checked
+    # first, so an uplink made again after `down` (or a half-made one) converges.
+    rules = await _rules(site.netns)
+    commands = []
+    if "32766:" in rules:
+        commands.append("rule del pref 32766")
+    if "900:" not in rules:
+        commands.append(f"rule add pref 900 ipproto tcp dport {port} to {address}/32 lookup main")
+    if commands:
+        await lab_netns.ip_batch(commands, netns=site.netns)
     return veth
+
+
+async def _rules(netns: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        "ip",
+        "-n",
+        netns,
+        "rule",
+        "show",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    out, _ = await proc.communicate()
+    return "\n".join(line.split()[0] for line in out.decode().splitlines() if line.strip())
+
+
+async def _restore_rules(netns: str) -> None:
+    """Back to the site's rules before the uplink: no way out at all, main table for replies."""
+    rules = await _rules(netns)
+    commands = []
+    if "900:" in rules:
+        commands.append("rule del pref 900")
+    if "32766:" not in rules:
+        commands.append("rule add pref 32766 lookup main")
+    if commands:
+        await lab_netns.ip_batch(commands, netns=netns, force=True)
 
 
 # ---- processes -------------------------------------------------------------------------
@@ -222,9 +255,9 @@ async def up(settings: Settings, env: Mapping[str, str]) -> RelayLink:
     )
     full = f"{site.client}/{site.slug}"
     old = load(settings)
+    vault, _, _ = open_vault(settings, env)  # first: a locked vault leaves nothing half-made
     veth = await _uplink(site, address, port)
     pin, serve = _ensure_relay(settings, address, port)
-    vault, _, _ = open_vault(settings, env)
     directory = relay_dir(settings)
     relay_ref = old.relay if old is not None and old.relay_alive else None
     async with db.database(settings):
@@ -310,6 +343,8 @@ async def down(settings: Settings) -> dict[str, Any]:
     _stop(link.relay)
     if link.veth in lab_netns.existing_links(VETH_PREFIX):
         await lab_netns.ip_batch([f"link del {link.veth}"], force=True)
+    if lab_netns.netns_inode(link.netns) is not None:  # the site still exists
+        await _restore_rules(link.netns)
     _link_file(settings).unlink(missing_ok=True)
     return {"stopped": True, "site": link.site}
 
