@@ -21,6 +21,9 @@ import pytest
 from mssp import db as mssp_db
 from mssp.config import Settings, load_settings
 
+#: fixtures shared by several test packages
+pytest_plugins = ["tests.receivers"]
+
 T = TypeVar("T")
 
 PG_ADMIN_URL = os.environ.get("MSSP_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432")

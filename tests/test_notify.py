@@ -4,18 +4,14 @@ real local SMTP server (aiosmtpd); target URLs never reach the log."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import socket
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
-from aiohttp import web
-from aiosmtpd.controller import Controller
 
 from mssp.config import Settings
 from mssp.notify import Notifier, Target
+from tests.receivers import Mailbox, Webhook
 
 
 @dataclass
@@ -29,62 +25,13 @@ class _Plain:
         return "Secret('****')"
 
 
-@dataclass
-class Webhook:
-    port: int
-    received: list[dict] = field(default_factory=list)
-
-
-@pytest.fixture
-async def webhook() -> AsyncIterator[Webhook]:
-    hook = Webhook(port=0)
-
-    async def handle(request: web.Request) -> web.Response:
-        hook.received.append(json.loads(await request.text()))
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.router.add_post("/hook/{token}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    hook.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield hook
-    await runner.cleanup()
-
-
-class _Mailbox:
-    def __init__(self) -> None:
-        self.messages: list[str] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append(envelope.content.decode("utf-8", "replace"))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp() -> AsyncIterator[tuple[_Mailbox, int]]:
-    box = _Mailbox()
-    with socket.socket() as probe:  # aiosmtpd cannot report a port it was given as 0
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield box, port
-    controller.stop()
-
-
 async def test_one_message_per_incident_and_one_recovery(
-    db: Settings, webhook: Webhook, smtp: tuple[_Mailbox, int], caplog: pytest.LogCaptureFixture
+    db: Settings, webhook: Webhook, mailbox: Mailbox, caplog: pytest.LogCaptureFixture
 ) -> None:
-    box, smtp_port = smtp
+    box = mailbox
     token = "tok-SECRET-1f2e3d"
-    hook_url = f"json://127.0.0.1:{webhook.port}/hook/{token}"
-    mail_url = (
-        f"mailto://mssp@example.com?smtp=127.0.0.1&port={smtp_port}"
-        "&to=consultant@example.com&mode=insecure"
-    )
+    hook_url = webhook.url(token)
+    mail_url = mailbox.url()
     notifier = Notifier([Target(_Plain(hook_url)), Target(_Plain(mail_url), client="acme")])
     caplog.set_level(logging.DEBUG)
 
@@ -130,7 +77,7 @@ async def test_one_message_per_incident_and_one_recovery(
 
 
 async def test_client_targets_get_only_their_client(db: Settings, webhook: Webhook) -> None:
-    url = f"json://127.0.0.1:{webhook.port}/hook/acme"
+    url = webhook.url("acme")
     notifier = Notifier([Target(_Plain(url), client="acme")])
     other = await notifier.problem("run:9", client="globex", kind="run", subject="s", body="b")
     assert other.notified and other.delivery is not None and other.delivery.sent == 0
