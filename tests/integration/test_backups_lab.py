@@ -30,8 +30,9 @@ from mssp.store.credentials import VaultCredentialResolver, add_credential, remo
 from mssp.store.hostkeys import DbHostKeyStore
 from mssp.store.secrets import VaultSecretSource
 from mssp.vault import unlock_from_settings
-from tests.backups.conftest import FakeClock, Mailbox, Webhook, mailbox, webhook  # noqa: F401
+from tests.backups.conftest import FakeClock
 from tests.integration.conftest import LabHandle, run_mssp
+from tests.receivers import Mailbox, Webhook
 
 REPO = "/var/backups/mssp-restic"
 DATA = "/srv/mssp-data"
@@ -199,8 +200,8 @@ async def test_lab_verdicts_with_their_evidence(lab: LabHandle, lab_settings: An
 async def test_lab_daemon_notifies_a_broken_backup_once_and_its_recovery(
     lab: LabHandle,
     lab_settings: Any,
-    webhook: Webhook,  # noqa: F811 (the fixture imported above)
-    mailbox: Mailbox,  # noqa: F811
+    webhook: Webhook,
+    mailbox: Mailbox,
 ) -> None:
     host = lab.hosts(reach="direct")[4]
     token = secrets.token_hex(8)
