@@ -196,17 +196,18 @@ async def test_agent_presence_starts_from_the_database(db: Settings) -> None:
     from mssp.models.relay import SiteAgent
 
     await fleet()
+    now = datetime.now(UTC)  # not the module's NOW: this may run minutes after collection
     site = await Site.get(slug="branch")
     await SiteAgent.create(
         site=site,
         relay_site_id="r-1",
         agent_key="ssh-ed25519 AAAA",
-        token_issued_at=NOW - timedelta(days=2),
-        token_expires_at=NOW - timedelta(days=1),
-        joined_at=NOW - timedelta(days=2),
+        token_issued_at=now - timedelta(days=2),
+        token_expires_at=now - timedelta(days=1),
+        joined_at=now - timedelta(days=2),
         online=False,
-        last_seen=NOW - timedelta(minutes=40),
-        presence_at=NOW - timedelta(minutes=39),
+        last_seen=now - timedelta(minutes=40),
+        presence_at=now - timedelta(minutes=39),
     )
     async with opened(db) as (app, pilot):
         assert app.model.sites[("acme", "branch")].agent_online is False
