@@ -84,9 +84,10 @@ async def test_secrets_never_in_remote_command_lines(sudo_server: SSHTestServer)
         async with SSHConnector(options) as conn:
             # the become password, answered on sudo's prompt; the command lingers to be seen
             became = await conn.run("sleep 0.4; id -u", become=True)
-            # a password on stdin, hashed by a real tool as chpasswd-style tasks do
+            # a password on stdin, hashed by a real tool as chpasswd-style tasks do; openssl
+            # waits for the end of its input for 0.5 s, long enough for the sampler to see it
             hashed = await conn.run(
-                "sleep 0.4; openssl passwd -6 -salt mssptest -stdin",
+                "sleep 0.4; { cat; sleep 0.5; } | openssl passwd -6 -salt mssptest -stdin",
                 become=True,
                 stdin=stdin_secret + "\n",
             )
