@@ -3,7 +3,7 @@
 The transfer scripts take their parameters (paths, offsets, base64 data) through stdin as JSON or
 base64 lines, never spliced into the script text: nothing from inventory or a task can become
 PowerShell code, and the script text stays constant (the lab's WS-Management endpoint recognises
-these exact scripts; its recordings hold copies and a test keeps them equal).
+these exact scripts: its recordings point at the .ps1 files in winrm_ps/).
 """
 
 from __future__ import annotations
@@ -11,59 +11,26 @@ from __future__ import annotations
 import base64
 import re
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 POWERSHELL = "powershell.exe"
 POWERSHELL_ARGS = ("-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass")
 
-# stdin: line 1 = {"path": "..."}; then base64 lines. stdout: {"sha256": "...", "size": n}.
-PUT_FILE_SCRIPT = """\
-$ErrorActionPreference = 'Stop'
-$reader = [Console]::In
-$path = ($reader.ReadLine() | ConvertFrom-Json).path
-$stream = [System.IO.File]::Create($path)
-try {
-    while ($null -ne ($line = $reader.ReadLine())) {
-        if ($line.Length -eq 0) { continue }
-        $bytes = [Convert]::FromBase64String($line)
-        $stream.Write($bytes, 0, $bytes.Length)
-    }
-} finally {
-    $stream.Dispose()
-}
-$hash = Get-FileHash -LiteralPath $path -Algorithm SHA256
-$size = (Get-Item -LiteralPath $path).Length
-[Console]::Out.Write((@{ sha256 = $hash.Hash.ToLower(); size = $size } | ConvertTo-Json -Compress))
-"""
+_SCRIPTS_DIR = Path(__file__).with_name("winrm_ps")
 
-# stdin: {"path": "..."}. stdout: {"sha256": "...", "size": n}.
-FILE_INFO_SCRIPT = """\
-$ErrorActionPreference = 'Stop'
-$request = [Console]::In.ReadToEnd() | ConvertFrom-Json
-$size = (Get-Item -LiteralPath $request.path).Length
-$hash = Get-FileHash -LiteralPath $request.path -Algorithm SHA256
-[Console]::Out.Write((@{ sha256 = $hash.Hash.ToLower(); size = $size } | ConvertTo-Json -Compress))
-"""
 
-# stdin: {"path": "...", "offset": n, "length": n}. stdout: base64 of the bytes read.
-READ_CHUNK_SCRIPT = """\
-$ErrorActionPreference = 'Stop'
-$request = [Console]::In.ReadToEnd() | ConvertFrom-Json
-$stream = [System.IO.File]::OpenRead($request.path)
-try {
-    $null = $stream.Seek([long]$request.offset, [System.IO.SeekOrigin]::Begin)
-    $buffer = New-Object byte[] ([int]$request.length)
-    $count = $stream.Read($buffer, 0, $buffer.Length)
-    [Console]::Out.Write([Convert]::ToBase64String($buffer, 0, $count))
-} finally {
-    $stream.Dispose()
-}
-"""
+def _script(name: str) -> str:
+    # one copy of each script: the lab's simulated host recognises these very files
+    return (_SCRIPTS_DIR / f"{name}.ps1").read_text(encoding="utf-8")
 
-TRANSFER_SCRIPTS = {
-    "put_file": PUT_FILE_SCRIPT,
-    "file_info": FILE_INFO_SCRIPT,
-    "read_chunk": READ_CHUNK_SCRIPT,
-}
+
+# put_file: stdin line 1 = {"path": "..."}, then base64 lines; stdout {"sha256": "...", "size": n}.
+# file_info: stdin {"path": "..."}; stdout {"sha256": "...", "size": n}.
+# read_chunk: stdin {"path": "...", "offset": n, "length": n}; stdout base64 of the bytes read.
+TRANSFER_SCRIPTS = {name: _script(name) for name in ("put_file", "file_info", "read_chunk")}
+PUT_FILE_SCRIPT = TRANSFER_SCRIPTS["put_file"]
+FILE_INFO_SCRIPT = TRANSFER_SCRIPTS["file_info"]
+READ_CHUNK_SCRIPT = TRANSFER_SCRIPTS["read_chunk"]
 
 
 def encode_powershell(script: str) -> tuple[str, list[str]]:

@@ -477,8 +477,9 @@ def test_recordings_hold_the_connector_transfer_scripts() -> None:
     recorded = json.loads((RECORDINGS_DIR / "powershell.json").read_text())
     files = {e["script_file"]: e["simulate"] for e in recorded if "script_file" in e}
     for name, script in TRANSFER_SCRIPTS.items():
-        assert files[f"{name}.ps1"] == name
-        assert (RECORDINGS_DIR / f"{name}.ps1").read_text() == script
+        path = f"../../connectors/winrm_ps/{name}.ps1"
+        assert files[path] == name
+        assert (RECORDINGS_DIR / path).read_text() == script
 
 
 @pytest.mark.parametrize(
