@@ -129,6 +129,9 @@ def start_arena(directory: Path, max_hosts: int) -> tuple[Arena, subprocess.Pope
     known = directory / "known_hosts"
     known.write_text("".join(f"{address(i)} {key_line}\n" for i in range(max_hosts)))
     (directory / "sshd_config").write_text(SSHD_CONFIG.format(dir=directory))
+    # sshd refuses to start without its privilege separation directory (a fresh machine has
+    # none until the openssh-server service first ran).
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     subprocess.run([SSHD, "-t", "-f", str(directory / "sshd_config")], check=True, timeout=10)
     log = open(directory / "sshd.log", "wb")
     proc = subprocess.Popen(
