@@ -131,9 +131,10 @@ async def test_commands_and_transfers_through_the_relay(world, tmp_path: Path) -
         data = os.urandom(300_000)
         local = tmp_path / "up.bin"
         local.write_bytes(data)
-        put = await conn.put_file(local, "up.bin")
+        remote = str(tmp_path / "remote-up.bin")  # the test server shares this machine's disk
+        put = await conn.put_file(local, remote)
         assert put.sha256 == hashlib.sha256(data).hexdigest()
-        back = await conn.get_file("up.bin", tmp_path / "down.bin")
+        back = await conn.get_file(remote, tmp_path / "down.bin")
         assert (tmp_path / "down.bin").read_bytes() == data and back.size == len(data)
     # a second host connection reuses the one agent connection
     async with manager.connection(host) as conn:
