@@ -8,6 +8,36 @@ Secrets never reach a remote command line:
   actually asks (a root login, NOPASSWD or a cached ticket ask nothing, and a password written
   blindly would then become the command's input). The wrapped shell prints a random marker first;
   the command's own stdin is sent only after that marker, so it can never be eaten by sudo.
+
+Every command with a timeout also gets a host-side deadline (``remote_deadline``), cheap first:
+``exec /usr/bin/timeout -s KILL N sh -c '<cmd>'``, which any login shell (bash, dash, zsh, ash,
+mksh, csh, fish) runs as one ``exec``. coreutils and busybox put ``timeout`` there (Debian, Ubuntu,
+RHEL, SUSE, Alpine), and so does FreeBSD. Where the path does not exist (NixOS, for one), the
+command is sent again with the portable guard (``sh -c 'if command -v timeout …'``, which finds
+``timeout`` on PATH or runs the command unguarded), and that connection gets the portable guard
+from then on (``_PORTABLE_GUARD``): the first command on such a connection pays two short extra
+round trips (the failed attempt and a probe), later ones none. Under the env reader and sudo it
+is the host's ``sh`` that runs the fast line's ``exec``, so the words are ``sh``'s.
+
+Why the re-send cannot run a command twice:
+- ``exec`` of an absolute path either replaces the shell with ``/usr/bin/timeout`` (after which that
+  shell can print nothing more: it is gone), or fails, and a non-interactive shell then exits at
+  once (status 127; csh and tcsh: 1) having run nothing else. The command text is only an argument
+  of that ``exec``. Before it, the env reader ran ``head`` and ``eval`` of the ``export`` lines
+  (nothing outside its own process) and become ran sudo and ``echo <marker>``: sudo itself runs
+  again on the re-send (a second line in the host's auth log, a second prompt answered).
+- The re-send happens only when the attempt looks exactly like that failed ``exec``: that exit
+  status, nothing on stdout (after the become marker) and the shell's own "cannot execute
+  /usr/bin/timeout" wording on stderr (``_NO_FAST_TIMEOUT``).
+- That look is necessary, not sufficient: a command can end the same way on its own, for example
+  ``chroot /srv/jail /usr/bin/timeout …`` into a tree without it ("chroot: failed to run command
+  '/usr/bin/timeout': No such file or directory", status 127, no stdout), or ``ssh`` to a host
+  without it. So a probe, ``test -e /usr/bin/timeout`` on the same connection, decides first: if
+  the path exists for the login shell, the ``exec`` did not fail, the command ran and its result
+  is returned as it is. Only a command that deletes /usr/bin/timeout (or runs while a package
+  removal does) and then ends in exactly that way could still be sent twice.
+- stdin is not consumed by a failed attempt in any way that matters: the whole stdin (env preamble,
+  then the caller's data) is sent again from the start to the new process.
 """
 
 from __future__ import annotations
@@ -19,6 +49,7 @@ import re
 import secrets
 import shlex
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -30,7 +61,20 @@ from mssp.errors import AuthError, CommandTimeout, ParameterError
 CHUNK = 65536
 KILL_GRACE = 0.5
 REMOTE_DEADLINE_MARGIN = 2
+TIMEOUT_PATH = "/usr/bin/timeout"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_NO_FAST_TIMEOUT = re.compile(
+    # bash, dash, busybox ash, mksh ("inaccessible or not found"), csh/tcsh ("Command not found.")
+    r"/usr/bin/timeout: (?:[^\n]*not found|No such file or directory)"
+    r"|no such file or directory: /usr/bin/timeout"  # zsh
+    r"|Unknown command: /usr/bin/timeout"  # fish
+)
+"""The login shell's words when the fast path's ``exec /usr/bin/timeout`` finds nothing there."""
+_NO_FAST_TIMEOUT_STATUS = (127, 1)
+"""127 from POSIX shells and fish; csh and tcsh exit 1."""
+_PROBE = f"test -e {TIMEOUT_PATH}"
+_PORTABLE_GUARD: weakref.WeakSet[asyncssh.SSHClientConnection] = weakref.WeakSet()
+"""Connections whose host has no /usr/bin/timeout: their commands get the portable guard."""
 
 
 class CappedBuffer:
@@ -77,17 +121,21 @@ class Wrapped:
     """First stdout line of the privileged shell (become only)."""
 
 
-def remote_deadline(command: str, timeout: float | None) -> str:
+def remote_deadline(command: str, timeout: float | None, *, portable: bool = False) -> str:
     """Have the host itself kill the command's process group shortly after the client's deadline.
 
     The client sends a KILL signal request on timeout, but OpenSSH refuses signal requests for
     root logins ("session signalling requires privilege separation") and closing a non-PTY
     channel does not stop the command. coreutils/busybox ``timeout`` kills its whole process
-    group; without ``timeout`` on the host, the command still runs (only the signal applies).
+    group. The fast line execs /usr/bin/timeout from the login shell (one process more than the
+    bare command); ``portable`` looks ``timeout`` up on PATH first and, without one, runs the
+    command unguarded (only the signal applies). See the module docstring for when each is used.
     """
     if timeout is None:
         return command
     seconds = math.ceil(timeout) + REMOTE_DEADLINE_MARGIN
+    if not portable:
+        return f"exec {TIMEOUT_PATH} -s KILL {seconds} sh -c {shlex.quote(command)}"
     guard = (
         f'if command -v timeout >/dev/null 2>&1; then exec timeout -s KILL {seconds} sh -c "$1";'
         ' else exec sh -c "$1"; fi'
@@ -102,9 +150,10 @@ def wrap_command(
     become: bool,
     username: str,
     timeout: float | None = None,
+    portable: bool = False,
 ) -> Wrapped:
     preamble = env_preamble(env)
-    inner = remote_deadline(command, timeout)
+    inner = remote_deadline(command, timeout, portable=portable)
     if preamble:
         reader = f'eval "$(head -c {len(preamble)})" && exec sh -c "$1"'
         inner = f"sh -c {shlex.quote(reader)} sh {shlex.quote(inner)}"
@@ -188,10 +237,86 @@ async def execute(
     cap: int,
     open_timeout: float,
 ) -> CommandResult:
-    """Run ``command``; asyncssh errors propagate for the connector to map."""
-    wrapped = wrap_command(command, env=env, become=become, username=username, timeout=timeout)
+    """Run ``command``; asyncssh errors propagate for the connector to map.
+
+    With a timeout, the fast remote deadline first, unless this connection's host is known to
+    lack /usr/bin/timeout; if the attempt shows that it does, the portable guard, once more, from
+    the start (see the module docstring for why that cannot run the command twice).
+    """
     data = stdin.encode() if isinstance(stdin, str) else (stdin or b"")
     started = time.monotonic()
+    portable = conn in _PORTABLE_GUARD
+    wrapped = wrap_command(
+        command, env=env, become=become, username=username, timeout=timeout, portable=portable
+    )
+    first = await _attempt(
+        conn,
+        command,
+        wrapped,
+        data,
+        budget=timeout,
+        timeout=timeout,
+        started=started,
+        become_password=become_password,
+        cap=cap,
+        open_timeout=open_timeout,
+    )
+    if timeout is None or portable or not _looks_like_no_fast_timeout(first):
+        return first
+    if not await _fast_timeout_is_missing(conn, open_timeout):
+        return first  # /usr/bin/timeout is there: the command ran, and this is its own result
+    _PORTABLE_GUARD.add(conn)
+    wrapped = wrap_command(
+        command, env=env, become=become, username=username, timeout=timeout, portable=True
+    )
+    return await _attempt(
+        conn,
+        command,
+        wrapped,
+        data,
+        budget=max(0.0, timeout - (time.monotonic() - started)),
+        timeout=timeout,
+        started=started,
+        become_password=become_password,
+        cap=cap,
+        open_timeout=open_timeout,
+    )
+
+
+def _looks_like_no_fast_timeout(result: CommandResult) -> bool:
+    """Did the login shell fail to exec /usr/bin/timeout (before anything of the command ran)?"""
+    return (
+        result.exit_status in _NO_FAST_TIMEOUT_STATUS
+        and result.stdout == ""
+        and not result.truncated
+        and _NO_FAST_TIMEOUT.search(result.stderr) is not None
+    )
+
+
+async def _fast_timeout_is_missing(conn: asyncssh.SSHClientConnection, open_timeout: float) -> bool:
+    """Ask the login shell whether /usr/bin/timeout exists (0: it does, 1: it does not)."""
+    probe = await asyncio.wait_for(conn.run(_PROBE, check=False), open_timeout)
+    return probe.exit_status == 1 and not probe.stdout
+
+
+async def _attempt(
+    conn: asyncssh.SSHClientConnection,
+    command: str,
+    wrapped: Wrapped,
+    data: bytes,
+    *,
+    budget: float | None,
+    timeout: float | None,
+    started: float,
+    become_password: str | None,
+    cap: int,
+    open_timeout: float,
+) -> CommandResult:
+    """One channel: send ``wrapped``, then its preamble and ``data`` on stdin; collect the output.
+
+    ``budget``: seconds from the channel's opening to the client's deadline; ``timeout``: the
+    caller's timeout, for the message; ``started``: when the caller asked, for the duration.
+    """
     proc = await asyncio.wait_for(
         conn.create_process(wrapped.remote_command, encoding=None), open_timeout
     )
@@ -232,7 +357,7 @@ async def execute(
     tasks = [asyncio.create_task(pump_out()), asyncio.create_task(pump_err())]
     feeder = asyncio.create_task(feed())
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(budget):
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
                 task.result()
