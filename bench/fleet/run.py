@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import shutil
 import statistics
 import sys
@@ -25,7 +26,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from arena import enter_namespace, prepare_namespace, start_arena, stop_arena
 from measure import KEEP, Measured, become_subreaper, run_measured
-from setup_tools import PROJECT_PY, Setup, cold_command, count_ok, prepare, warm_command
+from setup_tools import (
+    PROJECT_PY,
+    MsspVariant,
+    Setup,
+    cold_command,
+    count_ok,
+    prepare,
+    warm_command,
+)
 
 COLD_TOOLS = ("mssp", "asyncssh", "pyinfra", "parallel-ssh", "fabric", "ansible")
 WARM_TOOLS = ("mssp", "asyncssh", "parallel-ssh")
@@ -45,6 +54,37 @@ def options() -> argparse.Namespace:
     p.add_argument("--json-out", type=Path, help="also write every measurement here")
     p.add_argument("--keep", action="store_true", help="keep the scratch directory")
     p.add_argument(
+        "--warm-repeat",
+        type=int,
+        default=1,
+        help="warm processes per tool and size, in rotating order; their runs are pooled [1]",
+    )
+    p.add_argument(
+        "--mssp-warm-args",
+        default="",
+        help="extra arguments for clients/mssp_warm.py, e.g. '--experiment-no-remote-deadline'",
+    )
+    p.add_argument(
+        "--mssp-src",
+        help="import mssp from this source tree (PYTHONPATH) in every mssp invocation, e.g. a\n"
+        "`git archive HEAD mssp | tar -x -C DIR` export: a fixed snapshot while the checkout\n"
+        "changes under other engineers' edits",
+    )
+    p.add_argument(
+        "--mssp-variant",
+        action="append",
+        default=[],
+        metavar="NAME[@SRC][=ARGS]",
+        help="also time mssp warm as tool mssp:NAME, importing mssp from the source tree SRC\n"
+        "(e.g. an exported older commit, for an interleaved before/after) and passing ARGS to\n"
+        "mssp_warm.py; repeatable. Example: --mssp-variant bare=--experiment-no-remote-deadline",
+    )
+    p.add_argument(
+        "--mssp-warm-prefix",
+        default="",
+        help="command put before every mssp warm process (a profiler: 'py-spy record -o F --')",
+    )
+    p.add_argument(
         "--server-cost",
         action="store_true",
         help="also measure sshd CPU per command: plain vs mssp-wrapped (clients/server_cost.py)",
@@ -59,6 +99,27 @@ def options() -> argparse.Namespace:
     for tool in args.warm:
         if tool not in WARM_TOOLS:
             p.error(f"unknown warm tool {tool!r}")
+    args.variants = {}
+    for spec in args.mssp_variant:
+        head, _, extra = spec.partition("=")
+        name, _, src = head.partition("@")
+        if not name or f"mssp:{name}" in args.variants:
+            p.error(f"bad or repeated --mssp-variant {spec!r}")
+        src = str(Path(src).resolve()) if src else ""
+        if src and not (Path(src) / "mssp" / "__init__.py").exists():
+            p.error(f"--mssp-variant {spec!r}: {src}/mssp is not an mssp source tree")
+        args.variants[f"mssp:{name}"] = MsspVariant(src or None, tuple(shlex.split(extra)))
+        args.warm += (f"mssp:{name}",)
+    if args.mssp_warm_args or args.mssp_warm_prefix:
+        base = args.variants.get("mssp", MsspVariant(None, ()))
+        args.variants["mssp"] = MsspVariant(base.src, tuple(shlex.split(args.mssp_warm_args)))
+    args.prefix = tuple(shlex.split(args.mssp_warm_prefix))
+    if args.mssp_src:
+        args.mssp_src = str(Path(args.mssp_src).resolve())
+        if not (Path(args.mssp_src) / "mssp" / "__init__.py").exists():
+            p.error(f"--mssp-src {args.mssp_src}: no mssp package there")
+    if args.warm_repeat < 1:
+        p.error("--warm-repeat must be >= 1")
     if max(args.sizes) > 250 * 254 or min(args.sizes) < 1 or args.repeat < 1:
         p.error("sizes must be 1..63500, repeat >= 1")
     return args
@@ -99,8 +160,13 @@ def cold_once(setup: Setup, tool: str, n: int, index: int) -> dict[str, Any]:
     return result
 
 
-def warm_process(setup: Setup, tool: str, n: int, runs: int) -> dict[str, Any]:
-    argv, env = warm_command(setup, tool, n, runs)
+def warm_process(
+    setup: Setup, tool: str, n: int, runs: int, args: argparse.Namespace
+) -> dict[str, Any]:
+    variant = args.variants.get(tool)
+    argv, env = warm_command(setup, tool.partition(":")[0], n, runs, variant)
+    if variant is not None and args.prefix:
+        argv = [*args.prefix, *argv]
     server0 = setup.arena.server_cpu()
     m = run_measured(argv, env=env, timeout=120 + 0.5 * n * (runs + 1), cwd=setup.scratch)
     time.sleep(SETTLE)
@@ -146,19 +212,34 @@ def bench(setup: Setup, args: argparse.Namespace) -> dict[str, Any]:
     for n in args.sizes:
         for rep in range(args.repeat):
             # rotate the order each repetition so that drift of the machine's load is shared
-            order = args.cold[rep % len(args.cold) :] + args.cold[: rep % len(args.cold)]
+            order = _rotated(args.cold, rep)
             for tool in order:
                 row = cold_once(setup, tool, n, rep)
                 results["cold"].setdefault(tool, {}).setdefault(str(n), []).append(row)
                 log(
                     f"cold {tool:<12} N={n:<4} #{rep + 1}: {row['wall']:.2f}s cpu {row['cpu']:.2f}s"
                 )
-        for tool in args.warm:
-            row = warm_process(setup, tool, n, args.warm_runs)
-            results["warm"].setdefault(tool, {})[str(n)] = row
-            walls = [r["wall"] for r in row["runs"]]
-            log(f"warm {tool:<12} N={n:<4}: runs {walls}")
+        for rep in range(args.warm_repeat):
+            order = _rotated(args.warm, rep)
+            for tool in order:
+                row = warm_process(setup, tool, n, args.warm_runs, args)
+                walls = [r["wall"] for r in row["runs"]]
+                log(f"warm {tool:<12} N={n:<4} #{rep + 1}: runs {walls}")
+                into = results["warm"].setdefault(tool, {})
+                if str(n) not in into:
+                    into[str(n)] = dict(row, processes=[row["process"]])
+                else:  # one more process of the same tool: pool its runs
+                    into[str(n)]["runs"].extend(row["runs"])
+                    into[str(n)]["processes"].append(row["process"])
     return results
+
+
+def _rotated(tools: tuple[str, ...], by: int) -> tuple[str, ...]:
+    """``tools`` rotated left by ``by`` (so that each repetition starts with another tool)."""
+    if not tools:
+        return tools
+    by %= len(tools)
+    return tools[by:] + tools[:by]
 
 
 def server_cost(setup: Setup, n: int) -> dict[str, Any]:
@@ -213,6 +294,8 @@ def table(results: dict[str, Any], sizes: tuple[int, ...]) -> str:
         "parallel-ssh": "parallel-ssh, open",
     }
     for tool, per_size in results["warm"].items():
+        name, _, variant = tool.partition(":")
+        label = warm_names[name] + (f" [{variant}]" if variant else "")
         cells = []
         for n in sizes:
             row = per_size.get(str(n))
@@ -221,7 +304,7 @@ def table(results: dict[str, Any], sizes: tuple[int, ...]) -> str:
                 continue
             rows = [dict(r, peak_pss_mb=0, max_rss_mb=row["max_rss_mb"]) for r in row["runs"]]
             cells.append(_cell(rows, n))
-        lines.append(f"| warm: {warm_names[tool]} | " + " | ".join(cells) + " |")
+        lines.append(f"| warm: {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -247,10 +330,13 @@ def verdicts(results: dict[str, Any], sizes: tuple[int, ...]) -> list[str]:
                 f"N={n}: Ansible raw / mssp cold: wall {wall:.1f}x (goal >= 5x), "
                 f"client CPU {cpu:.1f}x"
             )
-        warm = results["warm"].get("mssp", {}).get(str(n))
-        if warm and warm["runs"]:
+        for tool, per_size in results["warm"].items():
+            warm = per_size.get(str(n))
+            if not tool.startswith("mssp") or not warm or not warm["runs"]:
+                continue
             w = median([r["wall"] for r in warm["runs"]])
-            out.append(f"N={n}: mssp warm median {w:.3f} s" + (" (goal < 1 s)" if n == 500 else ""))
+            goal = " (goal < 1 s)" if n == 500 else ""
+            out.append(f"N={n}: {tool} warm median {w:.3f} s over {len(warm['runs'])} runs{goal}")
     if len(sizes) > 1:
         lo, hi = min(sizes), max(sizes)
         out.append(f"\nper host, from N={lo} to N={hi} (client CPU = fixed + per-host slope):")
@@ -279,7 +365,7 @@ def main() -> None:
         become_subreaper()
         arena, sshd = start_arena(scratch / "arena", max(args.sizes))
         KEEP.add(sshd.pid)
-        setup = Setup(scratch, arena, args.sizes, args.tools_python)
+        setup = Setup(scratch, arena, args.sizes, args.tools_python, args.mssp_src)
         log("preparing inventories and the mssp home (pinning host keys)")
         prepare(setup)
         results = bench(setup, args)

@@ -26,11 +26,24 @@ _ANSIBLE_OK = re.compile(r"^\S+ \| CHANGED \| rc=0 >>\nok$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
+class MsspVariant:
+    """mssp warm as something else: mssp imported from another source tree, extra arguments."""
+
+    src: str | None
+    """A directory holding an ``mssp`` package, put first on PYTHONPATH (None: this checkout)."""
+    args: tuple[str, ...]
+    """Extra arguments for clients/mssp_warm.py."""
+
+
+@dataclass(frozen=True)
 class Setup:
     scratch: Path
     arena: Arena
     sizes: tuple[int, ...]
     tools_python: Path
+    mssp_src: str | None = None
+    """A directory holding the ``mssp`` package every mssp invocation imports (PYTHONPATH), so
+    that the bench measures a fixed snapshot while the checkout changes; None: this checkout."""
 
     @property
     def mssp_home(self) -> Path:
@@ -50,9 +63,10 @@ class Setup:
         return env
 
     def mssp_env(self) -> dict[str, str]:
-        return dict(
-            self.base_env(), MSSP_HOME=str(self.mssp_home), MSSP_VAULT_PASSPHRASE=PASSPHRASE
-        )
+        env = dict(self.base_env(), MSSP_HOME=str(self.mssp_home), MSSP_VAULT_PASSPHRASE=PASSPHRASE)
+        if self.mssp_src:
+            env["PYTHONPATH"] = self.mssp_src
+        return env
 
     def ansible_env(self, control_dir: Path) -> dict[str, str]:
         return dict(
@@ -170,7 +184,9 @@ def cold_command(setup: Setup, tool: str, n: int, run_dir: Path) -> tuple[list[s
     raise ValueError(tool)
 
 
-def warm_command(setup: Setup, tool: str, n: int, runs: int) -> tuple[list[str], dict]:
+def warm_command(
+    setup: Setup, tool: str, n: int, runs: int, variant: MsspVariant | None = None
+) -> tuple[list[str], dict]:
     """argv and environment of the one process that times ``runs`` warm runs of ``tool``."""
     a = setup.arena
     common = [
@@ -183,7 +199,12 @@ def warm_command(setup: Setup, tool: str, n: int, runs: int) -> tuple[list[str],
             str(PROJECT_PY), str(clients / "mssp_warm.py"),
             "--target", f"tag:{size_tag(n)}", "--runs", str(runs),
         ]  # fmt: skip
-        return argv, setup.mssp_env()
+        env = setup.mssp_env()
+        if variant is not None:
+            argv += variant.args
+            if variant.src:
+                env["PYTHONPATH"] = variant.src
+        return argv, env
     if tool == "asyncssh":
         return [str(PROJECT_PY), str(clients / "asyncssh_gather.py"), *common], setup.base_env()
     if tool == "parallel-ssh":
