@@ -21,6 +21,7 @@ from mssp.engine.runner import HostOutcome, HostWork, run_host
 from mssp.engine.state import FAILURE_STATES, FINAL_HOST_STATES, HostState, RunState
 from mssp.engine.store import HostRow
 from mssp.engine.waves import max_fail_exceeded
+from mssp.engine.writer import Merged
 from mssp.errors import DatabaseError, MsspError
 from mssp.inventory import HostRecord
 from mssp.output import neutralise, safe_output
@@ -419,7 +420,7 @@ class RunDriver:
         host task must end, and its run must not report a host that is still running.
         """
         try:
-            await self.write(lambda tx: store.finish(tx, [final]))
+            await self.write(Merged(store.finish, final))
             return final
         except DatabaseError as exc:
             log.error("results of %s in run %s not recorded: %s", final.host_name, self.run_id, exc)
@@ -433,7 +434,7 @@ class RunDriver:
                 result={"duration": final.result.get("duration", 0.0)},
             )
         try:
-            await self.write(lambda tx: store.finish(tx, [bare]))
+            await self.write(Merged(store.finish, bare))
             return bare
         except DatabaseError as exc:
             log.error("state of %s in run %s not recorded: %s", final.host_name, self.run_id, exc)

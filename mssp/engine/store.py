@@ -148,19 +148,12 @@ async def mark_running(tx: Tx, run_id: int, owner: str, rows: Sequence[HostRow])
     ids = [r.id for r in rows if r.host_name in got]
     if not ids:
         return Marked(frozenset(), busy)
-    marks = placeholders(len(ids))
-    await tx.execute(
+    marked = await tx.fetch(
         "UPDATE host_run SET state = ?, started_at = ?, finished_at = NULL, updated_at = ? "  # noqa: S608
-        f"WHERE id IN ({marks}) AND state = ?",
+        f"WHERE id IN ({placeholders(len(ids))}) AND state = ? RETURNING id",
         [HostState.RUNNING.value, at, at, *ids, HostState.QUEUED.value],
     )
-    running = {
-        r["id"]
-        for r in await tx.fetch(
-            f"SELECT id FROM host_run WHERE id IN ({marks}) AND state = ?",  # noqa: S608
-            [*ids, HostState.RUNNING.value],
-        )
-    }
+    running = {r["id"] for r in marked}
     gone = [(run_id, r.host_name) for r in rows if r.id in ids and r.id not in running]
     await release_locks(tx, gone)
     return Marked(frozenset(running), busy)

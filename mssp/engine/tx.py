@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -41,13 +42,14 @@ class Tx:
         self._raw = raw
         self._sqlite = sqlite
 
+    # On SQLite every call is a round trip to aiosqlite's thread, which the event loop answers
+    # only between its other callbacks (on a busy loop, ~1 ms or more each): one call per
+    # statement. A finished cursor holds no statement, so it is not closed (another trip).
+
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement; return the number of rows it changed."""
         if self._sqlite:
-            cursor = await self._raw.execute(sql, list(params))
-            count = cursor.rowcount
-            await cursor.close()
-            return count
+            return (await self._raw.execute(sql, list(params))).rowcount
         count, _ = await self._raw.execute_query(_to_pg(sql), list(params))
         return count
 
@@ -60,11 +62,13 @@ class Tx:
             await self._raw.execute_many(_to_pg(sql), [list(r) for r in rows])
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Rows of a query (or of a statement's RETURNING clause) as dicts."""
         if self._sqlite:
+            if self._raw.row_factory is sqlite3.Row:  # tortoise's: rows know their names
+                return [dict(row) for row in await self._raw.execute_fetchall(sql, list(params))]
             cursor = await self._raw.execute(sql, list(params))
             rows = await cursor.fetchall()
             names = [d[0] for d in cursor.description or ()]
-            await cursor.close()
             return [dict(zip(names, row, strict=True)) for row in rows]
         return list(await self._raw.execute_query_dict(_to_pg(sql), list(params)))
 

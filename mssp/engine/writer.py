@@ -19,6 +19,47 @@ Op = Callable[[Tx], Awaitable[Any]]
 _ATTEMPTS = 4
 
 
+class Merged:
+    """An op that runs together with its neighbours of the same ``run`` in a transaction: a burst
+    of host results is one statement for all, not one (or a database round trip) per host.
+
+    ``run(tx, items)`` writes every item; the op's result is None. Alone, it runs with its one
+    item, so a batch that fails and is retried op by op still isolates the bad item.
+    """
+
+    __slots__ = ("item", "run")
+
+    def __init__(self, run: Callable[[Tx, list[Any]], Awaitable[None]], item: Any) -> None:
+        self.run = run
+        self.item = item
+
+    async def __call__(self, tx: Tx) -> None:
+        await self.run(tx, [self.item])
+
+
+async def _run_ops(tx: Tx, ops: list[Op]) -> list[Any]:
+    """Run ``ops`` in order in ``tx``; consecutive Merged ops of the same kind as one call."""
+    results: list[Any] = []
+    index = 0
+    while index < len(ops):
+        op = ops[index]
+        index += 1
+        if not isinstance(op, Merged):
+            results.append(await op(tx))
+            continue
+        items = [op.item]
+        while index < len(ops) and isinstance(ops[index], Merged):
+            following = ops[index]
+            assert isinstance(following, Merged)
+            if following.run is not op.run:
+                break
+            items.append(following.item)
+            index += 1
+        await op.run(tx, items)
+        results.extend([None] * len(items))
+    return results
+
+
 class StateWriter:
     """Serialises the engine's writes; batches whatever is pending into one transaction."""
 
@@ -102,10 +143,8 @@ class StateWriter:
         error: BaseException | None = None
         for attempt in range(attempts):
             try:
-                results = []
                 async with write_transaction() as tx:
-                    for op, _ in batch:
-                        results.append(await op(tx))
+                    results = await _run_ops(tx, [op for op, _ in batch])
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # driver errors: locked database, lost connection
