@@ -238,9 +238,9 @@ class ConnectionManager:
             error.retryable = False  # configuration, not a passing condition: retrying is useless
             raise error
         try:
-            tunnel = await asyncio.wait_for(
-                self.relay.tunnel_for(host), self.settings.connect_timeout
-            )
+            # not asyncio.wait_for: on Python 3.11 it can lose a cancel (cpython#86296)
+            async with asyncio.timeout(self.settings.connect_timeout):
+                tunnel = await self.relay.tunnel_for(host)
         except TimeoutError:
             raise RelayUnavailable(
                 "the relay did not answer in time", host=host.full_name

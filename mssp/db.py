@@ -12,12 +12,13 @@ lock (PostgreSQL).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from tortoise import Tortoise, connections
@@ -151,6 +152,27 @@ async def write_transaction() -> AsyncIterator[Any]:
         if conn.capabilities.dialect == "sqlite":
             await conn.execute_query('DELETE FROM "host_lock" WHERE 0')
         yield conn
+
+
+_T = TypeVar("_T")
+_detached: set[asyncio.Future[Any]] = set()
+
+
+async def to_completion(work: Awaitable[_T]) -> _T:
+    """Run ``work`` (which opens a transaction) to its end even if the caller is cancelled.
+
+    tortoise's SQLite transaction takes its connection lock in ``__aenter__`` and releases it only
+    in ``__aexit__``: a cancel that lands while BEGIN runs leaves the lock held, and every later
+    transaction of the process then waits forever. Seen: an immediate cancel of a run while a
+    host's first connection pinned its key; the run's final states could never be written. Code
+    that a cancel can reach mid-connection (pinning, facts) runs its transaction through here: the
+    caller still gets its CancelledError, the transaction finishes on its own task.
+    """
+    task = asyncio.ensure_future(work)
+    _detached.add(task)
+    task.add_done_callback(_detached.discard)
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())  # never "never retrieved"
+    return await asyncio.shield(task)
 
 
 @contextlib.asynccontextmanager

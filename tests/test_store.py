@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import logging
 from pathlib import Path
 
@@ -412,3 +414,27 @@ async def test_rotation_interrupted_after_new_key_stays_readable(
     final = Vault.unlock(db.vault_path, PASS)
     assert final.key_versions == (3,)
     assert (await get_secret(final, cred)).reveal() == "s"
+
+
+@pytest.mark.parametrize("steps", range(1, 12))
+async def test_a_cancel_while_pinning_never_wedges_the_database(db: Settings, steps: int) -> None:
+    """A run's immediate cancel can land while a host's first connection pins its key. tortoise
+    holds its SQLite connection lock from BEGIN to COMMIT; a cancel inside BEGIN used to leave it
+    held, and every later transaction of the process (the run's final states) waited forever."""
+    await _acme()
+    rec = await inv.create_host("acme-dental", "main-office", "h", address="h")
+    info = HostKeyInfo("ssh-ed25519", ED25519, fingerprint(ED25519))
+    task = asyncio.ensure_future(DbHostKeyStore().pin(rec, info))
+    for _ in range(steps):  # cancel at a different point of the transaction each time
+        await asyncio.sleep(0)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    async with asyncio.timeout(10):
+        async with write_transaction():
+            pass
+        for _ in range(200):  # the pin finishes on its own (it is recorded, audited)
+            if await DbHostKeyStore().pinned(rec):
+                break
+            await asyncio.sleep(0.01)
+    assert await DbHostKeyStore().pinned(rec) == [ED25519]

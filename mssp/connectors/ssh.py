@@ -131,8 +131,11 @@ class SSHConnector(Connector):
                 "no credential configured (neither a key nor a password)", host=opts.host
             )
         try:
-            conn = await asyncio.wait_for(
-                asyncssh.connect(
+            # asyncssh bounds TCP and login itself; this also bounds a slow tunnel. (Not
+            # asyncio.wait_for: on Python 3.11 it can swallow a cancel that arrives as the
+            # connection completes, and an immediate cancel of a run must never be lost.)
+            async with asyncio.timeout(opts.connect_timeout + 1.0):
+                conn = await asyncssh.connect(
                     opts.address,
                     opts.port,
                     tunnel=self.tunnel or (),
@@ -155,10 +158,7 @@ class SSHConnector(Connector):
                     login_timeout=opts.connect_timeout,
                     keepalive_interval=opts.keepalive_interval,
                     keepalive_count_max=KEEPALIVE_COUNT_MAX,
-                ),
-                # asyncssh bounds TCP and login itself; this also bounds a slow tunnel.
-                opts.connect_timeout + 1.0,
-            )
+                )
         except asyncssh.HostKeyNotVerifiable as exc:
             raise HostKeyError(decider.refusal_message(exc.reason), host=opts.host) from None
         except asyncssh.PermissionDenied:
@@ -235,10 +235,10 @@ class SSHConnector(Connector):
         """An interactive login shell (or ``command``) on a pseudo-terminal."""
         conn = self._require()
         try:
-            process = await asyncio.wait_for(
-                conn.create_process(command, term_type=term, term_size=(cols, rows), encoding=None),
-                self.options.connect_timeout,
-            )
+            async with asyncio.timeout(self.options.connect_timeout):
+                process = await conn.create_process(
+                    command, term_type=term, term_size=(cols, rows), encoding=None
+                )
         except (asyncssh.Error, OSError, TimeoutError) as exc:
             raise map_error(exc, self.options.host, during="pty") from None
         return PtySession(process)

@@ -295,7 +295,8 @@ def _looks_like_no_fast_timeout(result: CommandResult) -> bool:
 
 async def _fast_timeout_is_missing(conn: asyncssh.SSHClientConnection, open_timeout: float) -> bool:
     """Ask the login shell whether /usr/bin/timeout exists (0: it does, 1: it does not)."""
-    probe = await asyncio.wait_for(conn.run(_PROBE, check=False), open_timeout)
+    async with asyncio.timeout(open_timeout):  # not wait_for: see _attempt
+        probe = await conn.run(_PROBE, check=False)
     return probe.exit_status == 1 and not probe.stdout
 
 
@@ -317,9 +318,10 @@ async def _attempt(
     ``budget``: seconds from the channel's opening to the client's deadline; ``timeout``: the
     caller's timeout, for the message; ``started``: when the caller asked, for the duration.
     """
-    proc = await asyncio.wait_for(
-        conn.create_process(wrapped.remote_command, encoding=None), open_timeout
-    )
+    # Not asyncio.wait_for: on Python 3.11 it can swallow a cancel that arrives as the channel
+    # opens (cpython#86296), and an immediate cancel of a run must never be lost.
+    async with asyncio.timeout(open_timeout):
+        proc = await conn.create_process(wrapped.remote_command, encoding=None)
     out, err = CappedBuffer(cap), CappedBuffer(cap)
     gate = _BecomeGate(wrapped, become_password, proc.stdin) if wrapped.marker is not None else None
 

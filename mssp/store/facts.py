@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from mssp.db import to_completion
 from mssp.errors import NotFoundError, UsageError
 from mssp.inventory import HostRecord
 from mssp.models.inventory import Fact, Host
@@ -61,8 +62,12 @@ def _checked(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def save_facts(host: HostRecord | int, data: Mapping[str, Any]) -> None:
-    """Replace the host's facts with `data` and record its OS family."""
-    document = _checked(data)
+    """Replace the host's facts with `data` and record its OS family (to completion: a run's host
+    task saves them, and a cancel must not stop its transaction halfway, see db.to_completion)."""
+    await to_completion(_save(host, _checked(data)))
+
+
+async def _save(host: HostRecord | int, document: dict[str, Any]) -> None:
     async with write_transaction():
         row = await _host_row(host)
         existing = await Fact.filter(host_id=row.id).order_by("-id").first()

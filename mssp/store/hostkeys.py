@@ -15,6 +15,7 @@ from datetime import datetime
 
 from mssp import audit
 from mssp.connectors.base import HostKeyInfo
+from mssp.db import to_completion
 from mssp.errors import NotFoundError, UsageError
 from mssp.inventory import HostRecord
 from mssp.models.inventory import Host, HostKey
@@ -116,6 +117,9 @@ class DbHostKeyStore:
 
         Audited in the same transaction, both or neither: ``hostkey.pin`` for a host's first
         key, ``hostkey.repin`` when it already trusts others. AuditError refuses the pin."""
+        await to_completion(self._pin(host, key, is_ca))
+
+    async def _pin(self, host: HostRecord, key: HostKeyInfo, is_ca: bool) -> None:
         algorithm, public_key = normalise_public_key(key.public_key)
         print_ = key.fingerprint or fingerprint(public_key)
         self._pins = None
