@@ -7,6 +7,8 @@ message, per client, however often it is seen):
 - a site agent offline longer than a threshold (``agent:<client>/<site>``), from the engine
   bus's AgentPresenceChanged events, which the relay's presence watcher publishes
   (mssp.connectors.relay_ops.PresenceWatcher, started when a relay is configured).
+It also takes the runs `mssp exec` and `mssp run` hand to it (mssp.handoff): they then start
+without imports or a vault unlock of their own, and reuse its open connections.
 It runs in the foreground (Ctrl-C or SIGTERM stops it cleanly); ``--install-unit`` writes a
 systemd user unit that runs the same command.
 """
@@ -239,6 +241,7 @@ async def serve(
     from mssp.connectors.relay import manager_options, provider_from_settings
     from mssp.connectors.relay_ops import PresenceWatcher
     from mssp.engine import Engine
+    from mssp.handoff import HandoffServer
     from mssp.store.credentials import VaultCredentialResolver
     from mssp.store.hostkeys import DbHostKeyStore
     from mssp.store.secrets import VaultSecretSource
@@ -257,14 +260,20 @@ async def serve(
         # Agent presence from the relay keeps the links known, wakes the offline queue when an
         # agent returns (AgentPresenceChanged) and feeds the agent-offline notifications.
         watcher = PresenceWatcher(relay, bus) if relay is not None else None
+        # `mssp exec` / `mssp run` hand their runs to this engine (mssp.handoff).
+        handoff = HandoffServer(engine, settings)
         try:
+            await engine.start()
+            await handoff.start()
             if watcher is not None:
                 watcher.start()
             await daemon.run(stop)
         finally:
+            handoff.stop_listening()
             if watcher is not None:
                 await watcher.aclose()
-            await engine.aclose()
+            await engine.aclose()  # runs still going are cancelled, their states recorded
+            await handoff.aclose()  # their clients get the summaries
             await manager.aclose()
             if relay is not None:
                 await relay.aclose()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -181,3 +182,45 @@ class EventBus:
             yield sub.queue
         finally:
             self._subs.discard(sub)
+
+
+# ---- events as JSON (the daemon hands them to the command that started a run) ----------------
+def to_json(event: Event) -> dict[str, object]:
+    """``{"event": "<class name>", ...fields}``."""
+    return {"event": type(event).__name__, **dataclasses.asdict(event)}
+
+
+def from_json(data: dict[str, object]) -> Event | None:
+    """The event ``to_json`` wrote; None for a kind this version does not know (newer peer).
+
+    Raises ValueError for a known kind with missing or unknown fields.
+    """
+    kind = _KINDS.get(str(data.get("event", "")))
+    if kind is None:
+        return None
+    fields = {f.name for f in dataclasses.fields(kind)}
+    values = {k: v for k, v in data.items() if k != "event"}
+    if not set(values) <= fields:
+        raise ValueError(f"unexpected fields for {kind.__name__}: {sorted(set(values) - fields)}")
+    try:
+        return kind(**values)
+    except TypeError as exc:
+        raise ValueError(f"bad {kind.__name__}: {exc}") from None
+
+
+_KINDS: dict[str, type[Event]] = {
+    cls.__name__: cls
+    for cls in (
+        RunStarted,
+        HostStateChanged,
+        HostOutput,
+        RunProgressed,
+        RunFinished,
+        EngineIdle,
+        AgentPresenceChanged,
+        WaveStarted,
+        RunHalted,
+        HostQueuedOffline,
+        HostExpired,
+    )
+}

@@ -11,15 +11,18 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from mssp.cli.common import emit_json
-from mssp.engine import Engine, RunSummary
 from mssp.errors import UsageError
 from mssp.events import Event, EventBus, HostStateChanged, RunFinished, RunHalted, RunStarted
+from mssp.events import to_json as event_to_json
 from mssp.output import neutralise
+
+if TYPE_CHECKING:
+    from mssp.engine import Engine, RunSummary
 
 STATE_ORDER = (
     "ok",
@@ -63,6 +66,7 @@ async def with_engine(
     """Open the database, the vault and a connection manager; run ``work``; close all."""
     from mssp import db
     from mssp.connections import ConnectionManager
+    from mssp.engine import Engine
     from mssp.store.credentials import VaultCredentialResolver
     from mssp.store.hostkeys import DbHostKeyStore
     from mssp.store.secrets import VaultSecretSource
@@ -111,7 +115,7 @@ class _NoCredentials:
 async def follow(engine: Engine, start: Callable[[], Awaitable[int]], view: View) -> int:
     """Start a run, show it live (bar, JSON lines), handle Ctrl-C, print the end; exit code."""
     loop = asyncio.get_running_loop()
-    progress = _Progress(view)
+    progress = Progress(view)
     async with engine.bus.subscribe(lossless=view.jsonl) as queue:
         run_id = await start()
         progress.run_id = run_id
@@ -173,10 +177,10 @@ def _drain(queue: asyncio.Queue[Event]) -> list[Event]:
 
 
 def _event_json(event: Event) -> str:
-    return json.dumps({"event": type(event).__name__, **dataclasses.asdict(event)}, default=str)
+    return json.dumps(event_to_json(event), default=str)
 
 
-class _Progress:
+class Progress:
     """A one-line live bar with counts by state (stderr, terminals only), or a JSON-lines feed."""
 
     def __init__(self, view: View) -> None:

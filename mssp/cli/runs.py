@@ -7,7 +7,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -21,10 +21,13 @@ from mssp.cli.common import (
     pass_cli,
     print_table,
 )
-from mssp.engine import Engine, RunOptions, RunSummary, parse_duration
+from mssp.engine.options import RunOptions, RunSummary, parse_duration
 from mssp.engine.waves import parse_percent
 from mssp.errors import UsageError
 from mssp.output import neutralise
+
+if TYPE_CHECKING:
+    from mssp.engine import Engine
 
 
 # ---- options ------------------------------------------------------------------------------
@@ -62,6 +65,12 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--jsonl", is_flag=True, help="Stream events as JSON lines."),
         click.option(
             "-v", "--verbose", is_flag=True, help="Show every host's output in the recap."
+        ),
+        click.option(
+            "--local",
+            is_flag=True,
+            help="Run in this process even when `mssp daemon` runs (it would take the run: "
+            "no start-up cost, its open connections).",
         ),
         json_option,
     ]
@@ -101,13 +110,27 @@ def _run_command(
     cli: CliContext,
     view: View,
     kw: dict[str, Any],
-    start: Callable[[Engine, RunOptions], Awaitable[int]],
+    task: str,
+    target: str,
+    params: dict[str, Any],
 ) -> None:
+    """Hand the run to a running `mssp daemon` (unless --local), else run it in this process."""
     with handle_errors():
         options = build_options(kw)
+        if not kw["local"]:
+            from mssp.cli._handoff import hand_off, request
+
+            message = request(cli.settings, task, target, params, options, view)
+            code = asyncio.run(hand_off(cli.settings, message, view))
+            if code is not None:
+                sys.exit(code)
 
         async def work(engine: Engine) -> int:
-            return await follow(engine, lambda: start(engine, options), view)
+            return await follow(
+                engine,
+                lambda: engine.start_run(task, target, params=params, options=options),
+                view,
+            )
 
         code = asyncio.run(
             with_engine(cli.settings, work, forks=options.forks, per_client=options.per_client)
@@ -141,14 +164,7 @@ def exec_cmd(
     """
     view = _view(kw, show_output=True)
     line = " ".join(command)
-    _run_command(
-        cli,
-        view,
-        kw,
-        lambda engine, options: engine.start_run(
-            "command", target, params={"cmd": line, "become": become}, options=options
-        ),
-    )
+    _run_command(cli, view, kw, "command", target, {"cmd": line, "become": become})
 
 
 @click.command("run", epilog=EXIT_CODES_HELP)
@@ -173,12 +189,7 @@ def run_cmd(cli: CliContext, task: str, target: str, params: tuple[str, ...], **
     view = _view(kw, show_output=False)
     with handle_errors():
         values = parse_params(params)
-    _run_command(
-        cli,
-        view,
-        kw,
-        lambda engine, options: engine.start_run(task, target, params=values, options=options),
-    )
+    _run_command(cli, view, kw, task, target, values)
 
 
 @click.group("runs")

@@ -136,3 +136,19 @@ class RunSummary:
         data["counts"] = dict(self.counts)
         data["exit_code"] = self.exit_code
         return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunSummary:
+        """The summary ``to_json`` wrote (``exit_code`` is derived, not read). ValueError if the
+        document is not one."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        host_fields = {f.name for f in dataclasses.fields(HostSummary)}
+        try:
+            values = {k: v for k, v in data.items() if k in known}
+            values["hosts"] = tuple(
+                HostSummary(**{k: v for k, v in h.items() if k in host_fields})
+                for h in data.get("hosts", ())
+            )
+            return cls(**values)
+        except (TypeError, AttributeError) as exc:
+            raise ValueError(f"not a run summary: {exc}") from None

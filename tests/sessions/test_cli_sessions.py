@@ -43,7 +43,7 @@ def test_listings_and_results_have_json() -> None:
     for path in (("recordings", "list"), ("cp",), ("collect",), ("forward",)):
         command: click.Command = cli
         for name in path:
-            command = command.commands[name]  # type: ignore[attr-defined]
+            command = command.get_command(click.Context(command), name)  # type: ignore[attr-defined]
         assert any("--json" in p.opts for p in command.params), path
 
 
