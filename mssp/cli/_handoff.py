@@ -108,6 +108,7 @@ async def _follow(
     for signum, handler in handlers:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, handler)
+    ticker = asyncio.create_task(progress.tick())
     try:
         while True:
             message = await _read(reader)
@@ -134,6 +135,7 @@ async def _follow(
             elif kind == "error":
                 raise handoff.error_from(message)
     finally:
+        ticker.cancel()
         for signum, _ in handlers:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signum)

@@ -193,8 +193,19 @@ class Progress:
         self.total = 0
 
     async def pump(self, queue: asyncio.Queue[Event]) -> None:
-        while True:
-            self.handle(await queue.get())
+        ticker = asyncio.create_task(self.tick())
+        try:
+            while True:
+                self.handle(await queue.get())
+        finally:
+            ticker.cancel()
+
+    async def tick(self) -> None:
+        """Redraw at least every half second: the clock moves, and a change that came in less
+        than 0.1 s after the last draw is shown even if no further event follows."""
+        while self.view.live:
+            await asyncio.sleep(0.5)
+            self.draw()
 
     def handle(self, event: Event) -> None:
         if getattr(event, "run_id", self.run_id) != self.run_id:
