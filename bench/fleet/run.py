@@ -80,6 +80,13 @@ def options() -> argparse.Namespace:
         "mssp_warm.py; repeatable. Example: --mssp-variant bare=--experiment-no-remote-deadline",
     )
     p.add_argument(
+        "--asyncssh-limit",
+        type=int,
+        default=0,
+        help="also time warm asyncssh with at most N commands at once, as tool asyncssh:N\n"
+        "(the floor under mssp's fork limit; mssp's default forks: 100)",
+    )
+    p.add_argument(
         "--mssp-warm-prefix",
         default="",
         help="command put before every mssp warm process (a profiler: 'py-spy record -o F --')",
@@ -110,6 +117,8 @@ def options() -> argparse.Namespace:
             p.error(f"--mssp-variant {spec!r}: {src}/mssp is not an mssp source tree")
         args.variants[f"mssp:{name}"] = MsspVariant(src or None, tuple(shlex.split(extra)))
         args.warm += (f"mssp:{name}",)
+    if args.asyncssh_limit:
+        args.warm += (f"asyncssh:{args.asyncssh_limit}",)
     if args.mssp_warm_args or args.mssp_warm_prefix:
         base = args.variants.get("mssp", MsspVariant(None, ()))
         args.variants["mssp"] = MsspVariant(base.src, tuple(shlex.split(args.mssp_warm_args)))
@@ -164,7 +173,10 @@ def warm_process(
     setup: Setup, tool: str, n: int, runs: int, args: argparse.Namespace
 ) -> dict[str, Any]:
     variant = args.variants.get(tool)
-    argv, env = warm_command(setup, tool.partition(":")[0], n, runs, variant)
+    name, _, limit = tool.partition(":")
+    argv, env = warm_command(setup, name, n, runs, variant)
+    if name == "asyncssh" and limit:
+        argv += ["--limit", limit]
     if variant is not None and args.prefix:
         argv = [*args.prefix, *argv]
     server0 = setup.arena.server_cpu()
@@ -296,6 +308,8 @@ def table(results: dict[str, Any], sizes: tuple[int, ...]) -> str:
     for tool, per_size in results["warm"].items():
         name, _, variant = tool.partition(":")
         label = warm_names[name] + (f" [{variant}]" if variant else "")
+        if name == "asyncssh" and variant:
+            label = f"asyncssh, open, at most {variant} at once"
         cells = []
         for n in sizes:
             row = per_size.get(str(n))

@@ -24,8 +24,17 @@ async def one(addr: str, args, key) -> bool:  # type: ignore[no-untyped-def]
         return result.exit_status == 0 and result.stdout.strip() == "ok"
 
 
+def _limit(parser) -> None:  # type: ignore[no-untyped-def]
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=0,
+        help="warm: at most this many commands at once (mssp's forks; 0: all at once)",
+    )
+
+
 async def main() -> None:
-    args = arguments()
+    args = arguments(_limit)
     addrs = hosts(args)
     key = asyncssh.read_private_key(args.key)
     if args.mode == "cold":
@@ -35,11 +44,15 @@ async def main() -> None:
     with Timer() as first:
         conns = await asyncio.gather(*(connect(a, args, key) for a in addrs))
     runs = []
+    slots = asyncio.Semaphore(args.limit or len(conns))
+
+    async def run(conn: asyncssh.SSHClientConnection) -> asyncssh.SSHCompletedProcess:
+        async with slots:
+            return await asyncio.wait_for(conn.run(args.command), TIMEOUT)
+
     for _ in range(args.runs):
         with Timer() as t:
-            results = await asyncio.gather(
-                *(asyncio.wait_for(c.run(args.command), TIMEOUT) for c in conns)
-            )
+            results = await asyncio.gather(*(run(c) for c in conns))
         runs.append(t.as_dict(sum(r.stdout.strip() == "ok" for r in results)))
     for conn in conns:
         conn.close()
