@@ -44,10 +44,12 @@ class Tx:
 
     # On SQLite every call is a round trip to aiosqlite's thread, which the event loop answers
     # only between its other callbacks (on a busy loop, ~1 ms or more each): one call per
-    # statement. A finished cursor holds no statement, so it is not closed (another trip).
+    # statement. A statement run to its end leaves its cursor nothing to release, so cursors are
+    # not closed (another trip); RETURNING goes through fetch, which reads every row (a
+    # half-read statement would make COMMIT fail: "SQL statements in progress").
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """Run one statement; return the number of rows it changed."""
+        """Run one statement (without RETURNING: use fetch); return the rows it changed."""
         if self._sqlite:
             return (await self._raw.execute(sql, list(params))).rowcount
         count, _ = await self._raw.execute_query(_to_pg(sql), list(params))
