@@ -70,20 +70,32 @@ async def run_intent(
 
     Raises AuditError when any cannot be written: the caller must not start the run.
     """
+    from mssp.db import write_transaction
+
     seqs: dict[str, int] = {}
-    for client, names in _by_client(h.full_name for h in hosts).items():
-        detail: dict[str, Any] = {
-            "task": task,
-            "params": _params(params),
-            "check": check,
-            "host_count": len(names),
-            "hosts": names[:MAX_HOST_NAMES],
-        }
-        if run_id is not None:
-            detail["run"] = run_id
-        if retry_of is not None:
-            detail["retry_of"] = retry_of
-        seqs[client] = await audit.intent(action, client=client, target=target, detail=detail)
+    try:
+        # one commit for every client's entry: all or none (no run with half its intents), and
+        # one fsync instead of one per client before the first host starts
+        async with write_transaction():
+            for client, names in _by_client(h.full_name for h in hosts).items():
+                detail: dict[str, Any] = {
+                    "task": task,
+                    "params": _params(params),
+                    "check": check,
+                    "host_count": len(names),
+                    "hosts": names[:MAX_HOST_NAMES],
+                }
+                if run_id is not None:
+                    detail["run"] = run_id
+                if retry_of is not None:
+                    detail["retry_of"] = retry_of
+                seqs[client] = await audit.intent(
+                    action, client=client, target=target, detail=detail
+                )
+    except AuditError:
+        raise
+    except Exception as exc:  # the commit itself failed: fail closed, as one entry would
+        raise AuditError(f"cannot write the audit log: {type(exc).__name__}") from None
     return seqs
 
 
@@ -104,13 +116,16 @@ async def run_outcome(
         counts: dict[str, Counter[str]] = defaultdict(Counter)
         for row in rows:
             counts[row["client_slug"]][row["state"]] += 1
-        for client, seq in seqs.items():
-            detail = {"run": run_id, "counts": dict(sorted(counts[client].items()))}
-            if message:
-                detail["message"] = message
-            await audit.outcome(
-                seq, action, client=client, target=target, result=result, detail=detail
-            )
+        from mssp.db import write_transaction
+
+        async with write_transaction():  # one commit for every client's entry
+            for client, seq in seqs.items():
+                detail = {"run": run_id, "counts": dict(sorted(counts[client].items()))}
+                if message:
+                    detail["message"] = message
+                await audit.outcome(
+                    seq, action, client=client, target=target, result=result, detail=detail
+                )
     except AuditError as exc:
         log.error("run %s: outcome not audited: %s", run_id, exc.message)
     except Exception as exc:  # the database went away as the run ended
