@@ -68,6 +68,8 @@ class RunDriver:
         self.release_on_cancel = False
         """Set by an engine that closes while this run waits: leave the run for another engine."""
         self._running: dict[asyncio.Task[None], HostRow] = {}
+        self._recording: set[asyncio.Task[None]] = set()
+        """Host tasks past their work, recording the outcome: a cancel no longer reaches them."""
         self._done: asyncio.Queue[HostRow | None] = asyncio.Queue()
         self.wake = asyncio.Event()
         self.presence: set[tuple[str, str]] = set()
@@ -82,8 +84,7 @@ class RunDriver:
         first = self.cancel_mode is None
         self.cancel_mode = "immediate" if immediate else (self.cancel_mode or "graceful")
         if immediate:
-            for task in list(self._running):
-                task.cancel()
+            self._stop_working()
         elif first:
             self._grace_task = asyncio.create_task(self._grace())
         self._done.put_nowait(None)
@@ -91,8 +92,14 @@ class RunDriver:
 
     async def _grace(self) -> None:
         await asyncio.sleep(self.engine.cancel_grace)
+        self._stop_working()
+
+    def _stop_working(self) -> None:
+        """Cancel the hosts still at work; a host whose outcome is being recorded is left to
+        finish that (its counts and events must match what the database says)."""
         for task in list(self._running):
-            task.cancel()
+            if task not in self._recording:
+                task.cancel()
 
     def on_presence(self, client: str, site: str) -> None:
         """A site's agent came back: retry its parked hosts now."""
@@ -323,11 +330,15 @@ class RunDriver:
                 if task is not None:
                     task.uncancel()
                 outcome = HostOutcome(HostState.CANCELLED, 0, error="cancelled while running")
+            current = asyncio.current_task()
+            assert current is not None
+            self._recording.add(current)
             try:
                 await self._record(row, outcome)
             except Exception:  # never an unretrieved task error; _finish settles the row
                 log.exception("recording %s in run %s failed", row.host_name, self.run_id)
         finally:
+            self._recording.discard(asyncio.current_task())  # type: ignore[arg-type]
             self._running.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
             self._done.put_nowait(row)
 
