@@ -116,7 +116,9 @@ class ConnectionManager:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         #: idle connections beyond this are closed, least recently used first
-        self.max_open = max_open or max(256, settings.forks * 4)
+        # Fewer than the hosts a repeated run touches would make LRU eviction miss on every host
+        # (a cyclic access pattern): a 500-host fleet reconnected all 500 each run with 400.
+        self.max_open = max_open or max(1024, settings.forks * 4)
         self.stats = ConnectionStats()
         self._global = asyncio.Semaphore(settings.forks)
         self._per_client: defaultdict[str, asyncio.Semaphore] = defaultdict(
@@ -314,6 +316,25 @@ class ConnectionManager:
                     self.stats.idle_closed += 1
                 if slot.connector is None and not slot.users and not slot.lock.locked():
                     self._slots.pop(key, None)
+
+
+def raise_fd_limit(settings: Settings) -> int:
+    """Raise this process's open-files soft limit toward its hard limit, enough for the pool
+    (``max(1024, forks * 4)`` connections) plus the database and logs; the new soft limit.
+
+    Many systems start processes at a soft limit of 1024: with a pool that size, a large run
+    would fail its last connections with EMFILE, which would read as unreachable hosts."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = max(1024, settings.forks * 4) + 256
+    if hard != resource.RLIM_INFINITY:
+        wanted = min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            return wanted
+    return soft
 
 
 def _key(host: HostRecord) -> tuple[Any, ...]:

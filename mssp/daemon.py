@@ -237,7 +237,7 @@ async def serve(
 ) -> None:
     """Open the database, the connections and the engine; run the daemon until ``stop``."""
     from mssp import db
-    from mssp.connections import ConnectionManager
+    from mssp.connections import ConnectionManager, raise_fd_limit
     from mssp.connectors.relay import manager_options, provider_from_settings
     from mssp.connectors.relay_ops import PresenceWatcher
     from mssp.engine import Engine
@@ -248,6 +248,7 @@ async def serve(
 
     async with db.database(settings):
         relay = provider_from_settings(settings, vault)
+        raise_fd_limit(settings)
         manager = ConnectionManager(
             settings,
             credentials=VaultCredentialResolver(vault),

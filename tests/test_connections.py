@@ -525,3 +525,28 @@ async def test_an_unknown_transport_is_a_config_error(settings: Settings) -> Non
         with pytest.raises(ConfigError):
             async with manager.connection(host):
                 pass
+
+
+def test_the_open_files_limit_is_raised_for_the_pool() -> None:
+    """A soft limit of 256 would fail a large run's last connections with EMFILE ("unreachable")."""
+    import resource
+    import subprocess
+    import sys
+
+    code = (
+        "import resource\n"
+        "from mssp.config import load_settings\n"
+        "from mssp.connections import raise_fd_limit\n"
+        "print(raise_fd_limit(load_settings({'MSSP_FORKS': '500'})),"
+        " resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
+    )
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard)),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    expected = 500 * 4 + 256 if hard == resource.RLIM_INFINITY else min(500 * 4 + 256, hard)
+    assert [int(v) for v in out] == [expected, expected]

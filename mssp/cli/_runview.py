@@ -65,7 +65,7 @@ async def with_engine(
 ) -> int:
     """Open the database, the vault and a connection manager; run ``work``; close all."""
     from mssp import db
-    from mssp.connections import ConnectionManager
+    from mssp.connections import ConnectionManager, raise_fd_limit
     from mssp.engine import Engine
     from mssp.store.credentials import VaultCredentialResolver
     from mssp.store.hostkeys import DbHostKeyStore
@@ -84,11 +84,11 @@ async def with_engine(
 
     relay = provider_from_settings(settings, vault)
     async with db.database(settings):
+        raise_fd_limit(limits)
         manager = ConnectionManager(
             limits,
             credentials=VaultCredentialResolver(vault) if vault else _NoCredentials(),
             host_keys=DbHostKeyStore(),
-            max_open=max(1024, limits.forks * 4),
             **manager_options(relay),
         )
         engine = Engine(
