@@ -1,6 +1,7 @@
 """Server-side cost of one command on an open connection: `echo ok` as plain asyncssh sends it,
 and as mssp's SSH connector sends it (wrapped by mssp.connectors.sshexec.wrap_command, which adds
-a remote deadline: sh -> timeout -> sh). Measured as the bench sshd's reaped-children CPU."""
+a remote deadline: `exec /usr/bin/timeout -s KILL N sh -c CMD`, i.e. timeout and one sh more than
+plain). Measured as the bench sshd's reaped-children CPU."""
 
 from __future__ import annotations
 
