@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from typing import Any
 
 import click
 
 from mssp import handoff
-from mssp.cli._runview import Progress, View, show_summary
+from mssp.cli._runview import CancelOnSignals, Progress, View, show_summary
 from mssp.config import Settings
 from mssp.errors import RunError
 from mssp.events import from_json as event_from_json
@@ -79,7 +78,6 @@ async def _follow(
 ) -> int:
     from mssp.engine.options import RunSummary
 
-    loop = asyncio.get_running_loop()
     progress = Progress(view)
     progress.run_id = run_id
     if view.live:
@@ -87,27 +85,10 @@ async def _follow(
             f"run {run_id} started by the daemon; Ctrl-C cancels (twice: stop at once)", err=True
         )
 
-    def interrupt() -> None:
-        view.interrupts += 1
-        immediate = view.interrupts > 1
-        if view.live or not view.jsonl:
-            msg = (
-                "stopping now: running hosts are cancelled"
-                if immediate
-                else "cancelling: running hosts get a grace period to finish "
-                "(Ctrl-C again to stop at once)"
-            )
-            click.echo("\n" + msg, err=True)
+    def cancel(immediate: bool) -> None:
         writer.write(handoff.encode({"op": "cancel", "immediate": immediate}))
 
-    def terminate() -> None:
-        view.interrupts = max(view.interrupts, 1)
-        interrupt()
-
-    handlers = ((signal.SIGINT, interrupt), (signal.SIGTERM, terminate), (signal.SIGHUP, terminate))
-    for signum, handler in handlers:
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, handler)
+    signals = CancelOnSignals(view, cancel, "a grace period")
     ticker = asyncio.create_task(progress.tick())
     try:
         while True:
@@ -136,9 +117,7 @@ async def _follow(
                 raise handoff.error_from(message)
     finally:
         ticker.cancel()
-        for signum, _ in handlers:
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(signum)
+        signals.remove()
     progress.clear()
     show_summary(summary, view)
     if view.interrupts > 1:

@@ -124,30 +124,12 @@ async def follow(engine: Engine, start: Callable[[], Awaitable[int]], view: View
 
         pending: set[asyncio.Task[None]] = set()
 
-        def interrupt() -> None:
-            view.interrupts += 1
-            immediate = view.interrupts > 1
-            if view.live or not view.jsonl:
-                msg = (
-                    "stopping now: running hosts are cancelled"
-                    if immediate
-                    else f"cancelling: running hosts get {engine.cancel_grace:g}s to finish "
-                    "(Ctrl-C again to stop at once)"
-                )
-                click.echo("\n" + msg, err=True)
+        def cancel(immediate: bool) -> None:
             task = loop.create_task(engine.cancel(run_id, immediate=immediate))
             pending.add(task)
             task.add_done_callback(pending.discard)
 
-        def terminate() -> None:
-            # SIGTERM/SIGHUP (a closed terminal, a service stop): stop at once, states recorded
-            view.interrupts = max(view.interrupts, 1)
-            interrupt()
-
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signal.SIGINT, interrupt)
-            loop.add_signal_handler(signal.SIGTERM, terminate)
-            loop.add_signal_handler(signal.SIGHUP, terminate)
+        signals = CancelOnSignals(view, cancel, f"{engine.cancel_grace:g}s")
         pump = asyncio.create_task(progress.pump(queue))
         try:
             summary = await engine.wait(run_id)
@@ -157,9 +139,7 @@ async def follow(engine: Engine, start: Callable[[], Awaitable[int]], view: View
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pump
-            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.remove_signal_handler(signum)
+            signals.remove()
         for event in _drain(queue):
             progress.handle(event)
     progress.clear()
@@ -167,6 +147,47 @@ async def follow(engine: Engine, start: Callable[[], Awaitable[int]], view: View
     if view.interrupts > 1:
         return 130
     return summary.exit_code
+
+
+class CancelOnSignals:
+    """Ctrl-C once cancels a run gracefully, twice at once; SIGTERM/SIGHUP (a closed terminal,
+    a service stop) at once. ``cancel(immediate)`` carries it out; ``remove()`` when the run ended.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self, view: View, cancel: Callable[[bool], None], grace: str) -> None:
+        self.view = view
+        self.cancel = cancel
+        self.grace = grace
+        self.loop = asyncio.get_running_loop()
+        for signum in self.SIGNALS:
+            handler = self.interrupt if signum == signal.SIGINT else self.terminate
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                self.loop.add_signal_handler(signum, handler)
+
+    def interrupt(self) -> None:
+        view = self.view
+        view.interrupts += 1
+        immediate = view.interrupts > 1
+        if view.live or not view.jsonl:
+            msg = (
+                "stopping now: running hosts are cancelled"
+                if immediate
+                else f"cancelling: running hosts get {self.grace} to finish "
+                "(Ctrl-C again to stop at once)"
+            )
+            click.echo("\n" + msg, err=True)
+        self.cancel(immediate)
+
+    def terminate(self) -> None:
+        self.view.interrupts = max(self.view.interrupts, 1)
+        self.interrupt()
+
+    def remove(self) -> None:
+        for signum in self.SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                self.loop.remove_signal_handler(signum)
 
 
 def _drain(queue: asyncio.Queue[Event]) -> list[Event]:
