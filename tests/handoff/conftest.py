@@ -80,7 +80,16 @@ async def client(
     settings, *args: str, passphrase: bool = False, timeout: float = 60
 ) -> tuple[int, str, str]:
     """`mssp ARGS` as a user runs it: without the vault passphrase unless asked."""
-    proc = await asyncio.create_subprocess_exec(
+    proc = await client_process(settings, *args, passphrase=passphrase)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def client_process(
+    settings, *args: str, passphrase: bool = False
+) -> asyncio.subprocess.Process:
+    """A running `mssp ARGS`, output piped."""
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
         "from mssp.cli import main; main()",
@@ -89,5 +98,3 @@ async def client(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    return proc.returncode or 0, out.decode(), err.decode()

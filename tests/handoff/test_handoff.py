@@ -10,7 +10,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 
 from mssp import handoff
 from mssp.models.runs import HostRun, Run
-from tests.handoff.conftest import client, env_for
+from tests.handoff.conftest import client, client_process
 
 
 async def test_exec_runs_in_the_daemon_without_the_passphrase(daemon) -> None:
@@ -90,20 +89,8 @@ async def _wait_running(count: int) -> None:
     raise AssertionError("hosts never ran")
 
 
-async def _client_proc(settings, *args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        "from mssp.cli import main; main()",
-        *args,
-        env=env_for(settings, passphrase=False),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-
-
 async def test_ctrl_c_twice_stops_the_run_at_once(daemon) -> None:
-    proc = await _client_proc(daemon.settings, "exec", "client:bolt", "--", "sleep 30")
+    proc = await client_process(daemon.settings, "exec", "client:bolt", "--", "sleep 30")
     await _wait_running(2)
     proc.send_signal(signal.SIGINT)
     await asyncio.sleep(0.3)
@@ -116,7 +103,7 @@ async def test_ctrl_c_twice_stops_the_run_at_once(daemon) -> None:
 
 
 async def test_a_client_that_dies_cancels_its_run(daemon) -> None:
-    proc = await _client_proc(daemon.settings, "exec", "client:bolt", "--", "sleep 30")
+    proc = await client_process(daemon.settings, "exec", "client:bolt", "--", "sleep 30")
     await _wait_running(2)
     proc.kill()
     await proc.wait()
@@ -128,6 +115,23 @@ async def test_a_client_that_dies_cancels_its_run(daemon) -> None:
     assert run is not None and run.state == "cancelled"
     states = set(await HostRun.all().values_list("state", flat=True))
     assert states == {"cancelled"}
+
+
+def _run_request(fingerprint: str, **changes: object) -> dict[str, object]:
+    request = {
+        "v": 1,
+        "op": "run",
+        "db": fingerprint,
+        "task": "command",
+        "target": "client:bolt",
+        "params": {"cmd": "true"},
+        "options": {},
+    }
+    return request | changes
+
+
+def _line(message: dict[str, object]) -> bytes:
+    return json.dumps(message).encode() + b"\n"
 
 
 def _raw(path, payload: bytes) -> list[dict]:
@@ -152,30 +156,8 @@ async def test_bad_requests_get_an_answer_and_change_nothing(daemon) -> None:
         b"not json\n",
         b"[1, 2]\n",
         json.dumps({"v": 1, "op": "launch", "db": fingerprint}).encode() + b"\n",
-        json.dumps(
-            {
-                "v": 1,
-                "op": "run",
-                "db": fingerprint,
-                "task": "command",
-                "target": "client:bolt",
-                "params": {"cmd": "true"},
-                "options": {"forks": -3},
-            }
-        ).encode()
-        + b"\n",
-        json.dumps(
-            {
-                "v": 1,
-                "op": "run",
-                "db": fingerprint,
-                "task": "command",
-                "target": "client:bolt",
-                "params": "x",
-                "options": {},
-            }
-        ).encode()
-        + b"\n",
+        _line(_run_request(fingerprint, options={"forks": -3})),
+        _line(_run_request(fingerprint, params="x")),
     ]
     for payload in cases:
         replies = await asyncio.to_thread(_raw, daemon.socket, payload)
@@ -206,15 +188,7 @@ async def test_another_user_is_refused(daemon) -> None:
     link = public / "daemon.sock"
     os.link(daemon.socket, link)
     fingerprint = handoff.database_fingerprint(daemon.settings)
-    request = {
-        "v": 1,
-        "op": "run",
-        "db": fingerprint,
-        "task": "command",
-        "target": "client:bolt",
-        "params": {"cmd": "touch /tmp/pwned"},
-        "options": {},
-    }
+    request = _run_request(fingerprint, params={"cmd": "touch /tmp/pwned"})
     code = (
         "import json, socket, sys\n"
         "s = socket.socket(socket.AF_UNIX); s.settimeout(15); s.connect(sys.argv[1])\n"
