@@ -210,3 +210,25 @@ async def test_another_user_is_refused(daemon) -> None:
     reply = json.loads(result.stdout)
     assert reply["type"] == "declined" and "user" in reply["reason"]
     assert await Run.all().count() == 0
+
+
+async def test_run_options_reach_the_daemon(daemon) -> None:
+    code, out, err = await client(
+        daemon.settings,
+        "exec",
+        "client:bolt",
+        "--batch",
+        "1",
+        "--timeout",
+        "30s",
+        "--max-fail",
+        "50",
+        "--json",
+        "--",
+        "true",
+    )
+    assert code == 0, err
+    summary = json.loads(out)
+    assert sorted(h["wave"] for h in summary["hosts"]) == [0, 1]
+    assert summary["options"]["batch"] == "1" and summary["options"]["timeout"] == 30
+    assert summary["options"]["max_fail"] == 50
