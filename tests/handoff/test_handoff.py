@@ -232,3 +232,16 @@ async def test_run_options_reach_the_daemon(daemon) -> None:
     assert sorted(h["wave"] for h in summary["hosts"]) == [0, 1]
     assert summary["options"]["batch"] == "1" and summary["options"]["timeout"] == 30
     assert summary["options"]["max_fail"] == 50
+
+
+async def test_a_daemon_that_stops_leaves_true_states_and_tells_the_client(daemon) -> None:
+    proc = await client_process(daemon.settings, "exec", "client:bolt", "--", "sleep 30")
+    await _wait_running(2)
+    daemon.proc.send_signal(signal.SIGTERM)  # a service stop while the run goes on
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    run = await Run.all().first()
+    assert run is not None and run.state == "cancelled"
+    assert set(await HostRun.all().values_list("state", flat=True)) == {"cancelled"}
+    # the client shows what the daemon recorded, with the exit code of a cancelled run
+    assert proc.returncode == 6, err
+    assert "bolt/hq/db1 | CANCELLED" in out.decode()
