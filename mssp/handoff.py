@@ -9,7 +9,8 @@ Protocol (newline-delimited JSON, one run per connection):
   client → daemon  {"v": 1, "op": "run", "task", "target", "params", "options", "jsonl", "db"}
   daemon → client  {"type": "started", "run_id"} | {"type": "declined", "reason"}
                    | {"type": "error", "error", "message"}
-                   then {"type": "event", "event": {...}} ... and {"type": "summary", "summary"}
+                   then {"type": "event", "event": {...}} ..., {"type": "host", "host"} per host,
+                   and {"type": "summary", "summary"} (the run, without its hosts)
   client → daemon  {"op": "cancel", "immediate": bool}   (Ctrl-C once / twice)
 A client that goes away before the summary cancels its run at once (like SIGHUP on a local run):
 a run nobody watches does not go on changing a fleet.
@@ -46,7 +47,7 @@ VERSION = 1
 MAX_LINE = 1 << 20
 """Longest request line (bytes); a run's parameters are small."""
 MAX_MESSAGE = 64 << 20
-"""Longest line the client reads: a summary of thousands of hosts with capped outputs."""
+"""Longest line the client reads: one host's result (two capped, escaped outputs) or event."""
 REQUEST_TIMEOUT = 10.0
 """Seconds a connected client has to send its request."""
 CLOSE_GRACE = 5.0
@@ -270,7 +271,13 @@ class HandoffServer:
                         await task
             while not queue.empty():
                 self._send_event(queue.get_nowait(), run_id, writer)
-            writer.write(encode({"type": "summary", "summary": summary.to_json()}))
+            # one line per host, then the run: a fleet's capped outputs (1 MiB per stream per
+            # host) would make a single line of hundreds of MiB
+            document = summary.to_json()
+            for host in document.pop("hosts"):
+                writer.write(encode({"type": "host", "host": host}))
+                await writer.drain()
+            writer.write(encode({"type": "summary", "summary": document}))
             await writer.drain()
 
     async def _control(self, reader: asyncio.StreamReader, run_id: int) -> None:

@@ -89,6 +89,7 @@ async def _follow(
         writer.write(handoff.encode({"op": "cancel", "immediate": immediate}))
 
     signals = CancelOnSignals(view, cancel, "a grace period")
+    hosts: list[Any] = []
     ticker = asyncio.create_task(progress.tick())
     try:
         while True:
@@ -107,9 +108,12 @@ async def _follow(
                     continue
                 if event is not None:
                     progress.handle(event)
+            elif kind == "host":
+                hosts.append(message.get("host"))
             elif kind == "summary":
                 try:
-                    summary = RunSummary.from_json(message.get("summary") or {})
+                    document = {**(message.get("summary") or {}), "hosts": hosts}
+                    summary = RunSummary.from_json(document)
                 except ValueError as exc:
                     raise RunError(f"run {run_id}: the daemon's summary is unreadable") from exc
                 break

@@ -245,3 +245,16 @@ async def test_a_daemon_that_stops_leaves_true_states_and_tells_the_client(daemo
     # the client shows what the daemon recorded, with the exit code of a cancelled run
     assert proc.returncode == 6, err
     assert "bolt/hq/db1 | CANCELLED" in out.decode()
+
+
+async def test_results_come_one_line_per_host(daemon) -> None:
+    """A fleet's capped outputs (1 MiB per stream per host) must not make one giant line."""
+    fingerprint = handoff.database_fingerprint(daemon.settings)
+    request = _run_request(fingerprint, params={"cmd": "head -c 300000 /dev/zero | tr '\\0' x"})
+    replies = await asyncio.to_thread(_raw, daemon.socket, _line(request))
+    kinds = [r["type"] for r in replies]
+    assert kinds[0] == "started" and kinds[-1] == "summary"
+    hosts = [r["host"] for r in replies if r["type"] == "host"]
+    assert sorted(h["host"] for h in hosts) == ["bolt/hq/db1", "bolt/hq/db2"]
+    assert all(len(h["stdout"]) == 300000 for h in hosts)
+    assert "hosts" not in replies[-1]["summary"]
