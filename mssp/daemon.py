@@ -264,8 +264,8 @@ async def serve(
         # `mssp exec` / `mssp run` hand their runs to this engine (mssp.handoff).
         handoff = HandoffServer(engine, settings)
         try:
+            await handoff.start()  # first: a second daemon on this home stops before any work
             await engine.start()
-            await handoff.start()
             if watcher is not None:
                 watcher.start()
             await daemon.run(stop)

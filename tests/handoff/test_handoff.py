@@ -258,3 +258,11 @@ async def test_results_come_one_line_per_host(daemon) -> None:
     assert sorted(h["host"] for h in hosts) == ["bolt/hq/db1", "bolt/hq/db2"]
     assert all(len(h["stdout"]) == 300000 for h in hosts)
     assert "hosts" not in replies[-1]["summary"]
+
+
+async def test_a_second_daemon_on_the_same_home_refuses_to_start(daemon) -> None:
+    code, _, err = await client(daemon.settings, "daemon", "--poll", "1", passphrase=True)
+    assert code == 2 and "another mssp daemon already listens" in err
+    # the first one still serves
+    code, _, err = await client(daemon.settings, "exec", "client:bolt", "--", "true")
+    assert code == 0, err
