@@ -197,8 +197,12 @@ def schedule_remove(cli: CliContext, name: str, as_json: bool) -> None:
 def daemon_cmd(cli: CliContext, poll: float, agent_offline_after: str, install_unit: bool) -> None:
     """Run due schedules through the engine and send notifications, in the foreground.
 
-    Stops cleanly on Ctrl-C or SIGTERM. Unattended use needs the vault unlocked without a
-    prompt: MSSP_VAULT_PASSPHRASE or settings.vault_key_file (see `mssp init`).
+    While it runs, `mssp exec` and `mssp run` hand their runs to it (no start-up cost, its open
+    connections; only this user can, through a 0600 socket in the home). Stops cleanly on Ctrl-C
+    or SIGTERM: runs still going are cancelled with their states recorded.
+
+    Unattended use needs the vault unlocked without a prompt: MSSP_VAULT_PASSPHRASE or
+    settings.vault_key_file (see `mssp init`).
     """
     from datetime import timedelta
 
