@@ -14,31 +14,24 @@ from typing import Any
 
 from mssp import events
 from mssp.config import Settings
-from mssp.engine import auditing, recovery, store
+from mssp.engine import auditing, recovery, reruns, store
 from mssp.engine.auditing import RunAudit
 from mssp.engine.drive import RunDriver
 from mssp.engine.hosts import HostSource, StoreHosts, select_hosts
 from mssp.engine.options import RunOptions, RunSummary
 from mssp.engine.queries import load_summary
 from mssp.engine.runner import ConnectionSource, SecretSource
-from mssp.engine.state import HostState, RunState
+from mssp.engine.state import RunState
 from mssp.engine.waves import plan_waves
 from mssp.errors import AuditError, NotFoundError, RunError, UsageError
 from mssp.inventory import HostRecord
-from mssp.models.runs import HostRun, Run
+from mssp.models.runs import Run
 from mssp.tasks.base import Task, get_task
 
 log = logging.getLogger(__name__)
 
 #: seconds between checks for cancels asked by another process
 REMOTE_CANCEL_POLL = 0.5
-
-RETRY_STATES = {
-    "failed": (HostState.FAILED, HostState.TIMEOUT),
-    "unreachable": (HostState.UNREACHABLE, HostState.EXPIRED),
-    "interrupted": (HostState.INTERRUPTED,),
-    "cancelled": (HostState.CANCELLED,),
-}
 
 
 class Engine:
@@ -158,6 +151,10 @@ class Engine:
             if self._idle.is_set():
                 return
 
+    def drives(self, run_id: int) -> bool:
+        """This engine is driving ``run_id`` now."""
+        return run_id in self._drivers
+
     # ---- runs --------------------------------------------------------------------------
     async def start_run(
         self,
@@ -185,9 +182,9 @@ class Engine:
                 f"no host matches {target!r}"
                 + (f" limited by {options.limit!r}" if options.limit else "")
             )
-        return await self._create(task_obj, target, task_obj.params, options, selected, None)
+        return await self.create(task_obj, target, task_obj.params, options, selected, None)
 
-    async def _create(
+    async def create(
         self,
         task: Task,
         target: str,
@@ -196,6 +193,7 @@ class Engine:
         selected: Sequence[HostRecord],
         retry_of: int | None,
     ) -> int:
+        """Audit, record and launch a run over hosts already selected (start_run, retry)."""
         await self.start()
         waves = plan_waves(selected, batch=options.batch_size, canary=options.canary)
         # The intent comes first: when it cannot be written (AuditError) nothing is created.
@@ -235,10 +233,10 @@ class Engine:
                 run_id=run_id, task=task.name, target=target, host_count=len(selected)
             )
         )
-        self._launch(run_id, task, options, {h.full_name: h for h in selected}, trail)
+        self.launch(run_id, task, options, {h.full_name: h for h in selected}, trail)
         return run_id
 
-    def _launch(
+    def launch(
         self,
         run_id: int,
         task: Task,
@@ -246,6 +244,7 @@ class Engine:
         hosts: dict[str, HostRecord],
         trail: RunAudit,
     ) -> RunDriver:
+        """Drive a recorded run in this engine (its intent entries already written)."""
         driver = RunDriver(self, run_id, task, options, hosts)
         driver.audit = trail
         self._drivers[run_id] = driver
@@ -330,64 +329,9 @@ class Engine:
         await self.writer.write(cancel_now)
 
     async def resume(self, run_id: int, *, rerun_interrupted: bool = False) -> int:
-        """Take over a run whose process died (or that waits): run its queued hosts.
-
-        Interrupted hosts are not run again unless ``rerun_interrupted``: their command may have
-        run already.
-        """
-        await self.start()
-        run = await Run.get_or_none(id=run_id)
-        if run is None:
-            raise NotFoundError(f"no run {run_id}")
-        if run_id in self._drivers:
-            raise RunError(f"run {run_id} is already running here")
-        if run.owner and run.owner != self.owner and recovery.owner_alive(run.owner):
-            raise RunError(f"run {run_id} is owned by a live process ({run.owner})")
-        resumable = (RunState.INTERRUPTED, RunState.WAITING, RunState.RUNNING, RunState.QUEUED)
-        if run.state not in resumable:
-            raise RunError(f"run {run_id} is {run.state}: nothing to resume")
-        task = get_task(run.task)(run.params or {})
-        options = RunOptions.from_json(run.options or {})
-        names = await HostRun.filter(run_id=run_id).values_list("host_name", flat=True)
-        pool = {h.full_name: h for h in await self.hosts.load_hosts()}
-        hosts = {n: pool[n] for n in names if n in pool}
-        trail = RunAudit(
-            "run.resume",
-            run.target,
-            await auditing.run_intent(
-                "run.resume",
-                task=run.task,
-                target=run.target,
-                params=run.params or {},
-                hosts=list(hosts.values()),
-                check=options.check,
-                run_id=run_id,
-            ),
-        )
-
-        async def claim(tx: Any) -> bool:
-            ok = await store.claim_run(
-                tx,
-                run_id,
-                owner=self.owner,
-                expected_owner=run.owner,
-                states=[s.value for s in resumable],
-                new=RunState.RUNNING,
-            )
-            if ok and rerun_interrupted:
-                await tx.execute(
-                    "UPDATE host_run SET state = ?, error = '' WHERE run_id = ? AND state = ?",
-                    [HostState.QUEUED.value, run_id, HostState.INTERRUPTED.value],
-                )
-            return ok
-
-        if not await self.writer.write(claim):
-            await auditing.run_outcome(
-                trail, run_id=run_id, result="refused", message="taken over by another process"
-            )
-            raise RunError(f"run {run_id} was taken over by another process")
-        self._launch(run_id, task, options, hosts, trail)
-        return run_id
+        """Take over a run whose process died (or that waits): run its queued hosts
+        (mssp.engine.reruns.resume)."""
+        return await reruns.resume(self, run_id, rerun_interrupted=rerun_interrupted)
 
     async def adopt_waiting(self) -> list[int]:
         """Take over waiting runs (offline queue) nobody owns; returns their ids."""
@@ -402,32 +346,9 @@ class Engine:
         return adopted
 
     async def retry(self, run_id: int, *, which: Sequence[str]) -> int:
-        """A new run of the same task, parameters and options over the hosts of ``run_id`` that
-        ended in ``which`` ("failed": failed or timeout; "unreachable": unreachable or expired;
-        "interrupted"; "cancelled"), linked to it by retry_of."""
-        run = await Run.get_or_none(id=run_id)
-        if run is None:
-            raise NotFoundError(f"no run {run_id}")
-        unknown = set(which) - set(RETRY_STATES)
-        if unknown or not which:
-            raise UsageError("retry needs --failed, --unreachable, --interrupted or --cancelled")
-        states = [s.value for w in which for s in RETRY_STATES[w]]
-        names = (
-            await HostRun.filter(run_id=run_id, state__in=states)
-            .order_by("id")
-            .values_list("host_name", flat=True)
-        )
-        if not names:
-            raise RunError(f"run {run_id} has no host in {', '.join(which)} state")
-        pool = {h.full_name: h for h in await self.hosts.load_hosts()}
-        missing = [n for n in names if n not in pool]
-        if missing:
-            raise RunError(f"host {missing[0]} is no longer in the inventory")
-        task = get_task(run.task)(run.params or {})
-        options = RunOptions.from_json(run.options or {})
-        return await self._create(
-            task, run.target, task.params, options, [pool[n] for n in names], run_id
-        )
+        """A new run of ``run_id``'s task, parameters and options over its hosts that ended in
+        ``which`` (mssp.engine.reruns.retry)."""
+        return await reruns.retry(self, run_id, which=which)
 
     # ---- background services -----------------------------------------------------------
     async def _presence_listener(self) -> None:
