@@ -73,3 +73,8 @@ def handle_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+
+
+def note(message: str) -> None:
+    """A side remark of a session command (stderr, marked, never mixed into the output)."""
+    click.echo(f"[mssp] {message}", err=True)
