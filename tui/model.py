@@ -258,16 +258,18 @@ class FleetModel:
                 site = self.sites.setdefault(
                     (event.client, event.site), SiteRow(event.client, event.site, reach="relay")
                 )
+                was = site.agent_online
                 site.agent_online = event.online
                 site.agent_last_seen = event.at
-                state = "online" if event.online else "OFFLINE"
-                log.append(
-                    LogLine(
-                        event.at,
-                        "info" if event.online else "warning",
-                        f"agent {one_line(event.client)}/{one_line(event.site)} {state}",
+                if was != event.online:  # the relay repeats presence (RTT, last seen) every ~10 s
+                    state = "online" if event.online else "OFFLINE"
+                    log.append(
+                        LogLine(
+                            event.at,
+                            "info" if event.online else "warning",
+                            f"agent {one_line(event.client)}/{one_line(event.site)} {state}",
+                        )
                     )
-                )
         reordered = False
         if pending and (self.sort_key != "name" or self._filter.uses_live_fields):
             before = self.order

@@ -161,3 +161,16 @@ def test_runs_seen_in_the_database_are_learnt_after_the_first_look() -> None:
     assert "run 2 (updates.apply on client:acme) finished: failed 2" in lines[0].text
     assert model.attention.failed_runs == 1
     assert model.note_runs([RunInfo(2, "x", "y", "finished", failed=True)]) == []
+
+
+def test_agent_presence_is_logged_when_it_changes_not_on_every_heartbeat() -> None:
+    model = FleetModel()
+    model.load([], {}, [SiteRow("acme", "branch", reach="relay", agent_online=True)])
+    for _ in range(5):  # the relay repeats presence with the RTT every ~10 s
+        model.apply(AgentPresenceChanged(client="acme", site="branch", online=True, rtt_ms=3.0))
+    assert [line.text for line in model.flush().log] == []
+    model.apply(AgentPresenceChanged(client="acme", site="branch", online=False))
+    model.apply(AgentPresenceChanged(client="acme", site="branch", online=False))
+    model.apply(AgentPresenceChanged(client="acme", site="branch", online=True))
+    texts = [line.text for line in model.flush().log]
+    assert texts == ["agent acme/branch OFFLINE", "agent acme/branch online"]
