@@ -34,7 +34,7 @@ class WindowsLaunch:
 
 def launch_windows(netns: str, host_dir: Path, host: HostPlan, password: str) -> WindowsLaunch:
     """Start the endpoint in the site's namespace; readiness: ``wait_windows_ready``."""
-    from mssp.lab.winrm_endpoint import make_test_pki  # aiohttp/pyspnego: only when asked for
+    from mssp.lab.winrm_pki import make_test_pki  # aiohttp/pyspnego: only when asked for
 
     host_dir.mkdir(parents=True, exist_ok=True)
     tls = make_test_pki(host_dir / "tls", (host.address, host.hostname))

@@ -19,7 +19,8 @@ from mssp.backups.evidence import Access, Evidence
 from mssp.connectors.base import ConnectOptions
 from mssp.connectors.winrm import WinRMConnector
 from mssp.inventory import HostRecord
-from mssp.lab.winrm_endpoint import Recordings, Reply, WinRMEndpoint, normalise_script
+from mssp.lab.winrm_endpoint import WinRMEndpoint
+from mssp.lab.winrm_replies import Recordings, Reply, normalise_script
 from mssp.tasks.backups import BackupInitTask, BackupRunTask, BackupVerifyTask
 from mssp.tasks.base import Task, TaskContext, TaskResult
 from mssp.vault import Secret

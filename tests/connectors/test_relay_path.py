@@ -23,7 +23,7 @@ from mssp.connectors.relay import RelayPaths, manager_options
 from mssp.connectors.relay_connector import RelayedSSHConnector, RelayedWinRMConnector
 from mssp.errors import HostKeyError, RelayUnavailable, TargetRefused
 from mssp.events import AgentPresenceChanged, EventBus
-from mssp.lab.winrm_endpoint import make_test_pki
+from mssp.lab.winrm_pki import make_test_pki
 from mssp.store import inventory as inv
 from mssp.store.credentials import VaultCredentialResolver, add_credential
 from mssp.store.hostkeys import DbHostKeyStore

@@ -37,7 +37,9 @@ from mssp.errors import (
     TransferError,
     UsageError,
 )
-from mssp.lab.winrm_endpoint import RECORDINGS_DIR, TLSFiles, WinRMEndpoint, make_test_pki
+from mssp.lab.winrm_endpoint import WinRMEndpoint
+from mssp.lab.winrm_pki import TLSFiles, make_test_pki
+from mssp.lab.winrm_replies import RECORDINGS_DIR
 from tests.connectors.winrm_fixtures import PASSWORD, USER, EndpointThread, running_endpoint
 
 CANARY = "mssp-canary-7f3a9c51e2"

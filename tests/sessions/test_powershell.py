@@ -12,7 +12,8 @@ import pytest
 from mssp import asciicast, audit
 from mssp.config import Settings
 from mssp.errors import UsageError
-from mssp.lab.winrm_endpoint import Recordings, Reply, WinRMEndpoint, normalise_script
+from mssp.lab.winrm_endpoint import WinRMEndpoint
+from mssp.lab.winrm_replies import Recordings, Reply, normalise_script
 from mssp.sessions import recordings
 from mssp.sessions.powershell import LOCATION_MARK, RED, powershell_session, split_location, wrap
 from tests.connectors.winrm_fixtures import PASSWORD, USER, EndpointThread, running_endpoint

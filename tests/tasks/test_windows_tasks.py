@@ -13,7 +13,7 @@ import pytest
 from mssp.connectors.winrm import WinRMConnector
 from mssp.engine.state import HostState
 from mssp.inventory import HostRecord
-from mssp.lab.winrm_endpoint import Recordings, normalise_script
+from mssp.lab.winrm_replies import Recordings, normalise_script
 from mssp.tasks.windows import SCRIPTS
 from mssp.vault import Secret
 from tests.connectors.winrm_fixtures import USER

@@ -21,12 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from mssp.connectors.base import ConnectOptions
-from mssp.lab.winrm_endpoint import (
-    FsError,
-    WinRMEndpoint,
-    normalise_script,
-    resolve_command,
-)
+from mssp.lab.winrm_endpoint import WinRMEndpoint
+from mssp.lab.winrm_replies import FsError, normalise_script, resolve_command
 from mssp.tasks.windows import SCRIPTS
 from tests.connectors.winrm_fixtures import PASSWORD, USER, EndpointThread
 
