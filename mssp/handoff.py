@@ -230,7 +230,8 @@ class HandoffServer:
         uid = peer_uid(writer.get_extra_info("socket"))
         try:
             # read the request first in every case, so the client always gets the answer
-            line = await asyncio.wait_for(reader.readline(), REQUEST_TIMEOUT)
+            async with asyncio.timeout(REQUEST_TIMEOUT):  # not wait_for: 3.11 can lose a cancel
+                line = await reader.readline()
             if uid != os.geteuid():  # checked before a byte of the request is looked at
                 log.warning("run hand-off: refused a client of uid %d", uid)
                 raise Declined("not this daemon's user")

@@ -22,7 +22,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from measure import KEEP
+from measure import KEEP, pss_kb
 from setup_tools import MSSP, Setup
 
 from mssp.config import load_settings
@@ -70,10 +70,7 @@ class Daemon:
 
     def pss_mb(self) -> float:
         assert self.proc is not None
-        for line in Path(f"/proc/{self.proc.pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+        return pss_kb(self.proc.pid) / 1024
 
     def stop(self) -> None:
         if self.proc is None:

@@ -78,7 +78,7 @@ def tree_members(session: int) -> list[int]:
     return members
 
 
-def _pss_kb(pid: int) -> int:
+def pss_kb(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
             for line in f:
@@ -98,7 +98,7 @@ class _Sampler(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.wait(SAMPLE_INTERVAL):
-            total = sum(_pss_kb(pid) for pid in tree_members(self.session))
+            total = sum(pss_kb(pid) for pid in tree_members(self.session))
             self.peak_kb = max(self.peak_kb, total)
 
 

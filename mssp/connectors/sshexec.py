@@ -246,41 +246,36 @@ async def execute(
     data = stdin.encode() if isinstance(stdin, str) else (stdin or b"")
     started = time.monotonic()
     portable = conn in _PORTABLE_GUARD
-    wrapped = wrap_command(
-        command, env=env, become=become, username=username, timeout=timeout, portable=portable
-    )
-    first = await _attempt(
-        conn,
-        command,
-        wrapped,
-        data,
-        budget=timeout,
-        timeout=timeout,
-        started=started,
-        become_password=become_password,
-        cap=cap,
-        open_timeout=open_timeout,
-    )
+
+    async def attempt(portable_guard: bool, budget: float | None) -> CommandResult:
+        wrapped = wrap_command(
+            command,
+            env=env,
+            become=become,
+            username=username,
+            timeout=timeout,
+            portable=portable_guard,
+        )
+        return await _attempt(
+            conn,
+            command,
+            wrapped,
+            data,
+            budget=budget,
+            timeout=timeout,
+            started=started,
+            become_password=become_password,
+            cap=cap,
+            open_timeout=open_timeout,
+        )
+
+    first = await attempt(portable, timeout)
     if timeout is None or portable or not _looks_like_no_fast_timeout(first):
         return first
     if not await _fast_timeout_is_missing(conn, open_timeout):
         return first  # /usr/bin/timeout is there: the command ran, and this is its own result
     _PORTABLE_GUARD.add(conn)
-    wrapped = wrap_command(
-        command, env=env, become=become, username=username, timeout=timeout, portable=True
-    )
-    return await _attempt(
-        conn,
-        command,
-        wrapped,
-        data,
-        budget=max(0.0, timeout - (time.monotonic() - started)),
-        timeout=timeout,
-        started=started,
-        become_password=become_password,
-        cap=cap,
-        open_timeout=open_timeout,
-    )
+    return await attempt(True, max(0.0, timeout - (time.monotonic() - started)))
 
 
 def _looks_like_no_fast_timeout(result: CommandResult) -> bool:
